@@ -1,0 +1,1 @@
+"""Reproducible benchmark suites; results are committed under benchmarks/results/."""

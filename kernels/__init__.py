@@ -1,0 +1,1 @@
+"""Numba kernels for drift statistics. Nothing here compiles at import."""

@@ -1,0 +1,1 @@
+"""The transport-free core: sessions, batching, model lifecycle. Never imports an edge."""

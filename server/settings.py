@@ -1,0 +1,249 @@
+"""Configuration: frozen, typed, validated on construction.
+
+Server settings come from CLI flags and ``SLUICE_*`` environment variables (read only in
+``from_env``, called by the CLI). Per-model settings come from ``REPO/<name>/config.toml``
+with ``[batching]`` and ``[runtime]`` tables; every field has a default, so a bare
+``model.onnx`` needs none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from server.errors import ConfigError
+
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+ExecutionMode = Literal["sequential", "parallel"]
+KNOWN_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "ROCMExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "DnnlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingConfig:
+    """Dynamic batching for one model version (Triton's dynamic_batching semantics).
+
+    Batch sizes count rows of the batch dimension, not requests.
+    """
+
+    enabled: bool = True
+    max_batch_size: int = 64
+    # 0: a batch leaves as soon as an instance is free, so an idle model adds no delay and a
+    # busy one batches whatever queued while it ran.
+    max_queue_delay_us: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 1024
+    default_timeout_ms: int = 0  # 0: no timeout
+    priority_levels: int = 1
+    default_priority: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.max_batch_size >= 1, "batching.max_batch_size must be >= 1")
+        _require(self.max_queue_delay_us >= 0, "batching.max_queue_delay_us must be >= 0")
+        _require(self.max_queue_size >= 1, "batching.max_queue_size must be >= 1")
+        _require(self.default_timeout_ms >= 0, "batching.default_timeout_ms must be >= 0")
+        _require(self.priority_levels >= 1, "batching.priority_levels must be >= 1")
+        _require(
+            1 <= self.default_priority <= self.priority_levels,
+            "batching.default_priority must be between 1 and priority_levels",
+        )
+        for size in self.preferred_batch_sizes:
+            _require(
+                1 <= size <= self.max_batch_size,
+                f"batching.preferred_batch_sizes: {size} is not within 1..max_batch_size "
+                f"({self.max_batch_size})",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """ONNX Runtime session options and the number of concurrent instances."""
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    instances: int = 1
+    # One intra-op thread without spinning leaves the cores to the event loop and to the
+    # other instances: spinning threads starve the HTTP front end (see benchmarks/README.md).
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    allow_spinning: bool = False
+    execution_mode: ExecutionMode = "sequential"
+    graph_optimization: GraphOptimization = "all"
+    memory_arena: bool = True
+    memory_pattern: bool = True
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.instances >= 1, "runtime.instances must be >= 1")
+        _require(self.intra_op_threads >= 0, "runtime.intra_op_threads must be >= 0 (0: ORT picks)")
+        _require(self.inter_op_threads >= 0, "runtime.inter_op_threads must be >= 0 (0: ORT picks)")
+        _require(len(self.providers) >= 1, "runtime.providers must name at least one provider")
+        for name in self.providers:
+            _require(
+                name in KNOWN_PROVIDERS,
+                f"runtime.providers: unknown provider '{name}' "
+                f"(known: {', '.join(KNOWN_PROVIDERS)})",
+            )
+        for name in self.provider_options:
+            _require(
+                name in self.providers,
+                f"runtime.provider_options: '{name}' is not in runtime.providers",
+            )
+        _require(
+            self.graph_optimization in typing.get_args(GraphOptimization),
+            "runtime.graph_optimization must be one of disable, basic, extended, all",
+        )
+        _require(
+            self.execution_mode in typing.get_args(ExecutionMode),
+            "runtime.execution_mode must be sequential or parallel",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Everything configurable about one model; ``config.toml`` maps onto it one-to-one."""
+
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "config") -> ModelConfig:
+        unknown = set(data) - {"batching", "runtime", "drift", "server"}
+        _require(not unknown, f"{where}: unknown section(s) {sorted(unknown)}")
+        return cls(
+            batching=_build(BatchingConfig, data.get("batching", {}), f"{where} [batching]"),
+            runtime=_build(RuntimeConfig, data.get("runtime", {}), f"{where} [runtime]"),
+        )
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModelConfig:
+        return cls.from_mapping(read_toml(path), str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """How the server process runs. CLI flags and ``SLUICE_*`` variables map onto fields."""
+
+    model_path: str = ""
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    workers: int = 1
+    max_request_bytes: int = 64 * 1024 * 1024
+    grpc_max_message_bytes: int = 64 * 1024 * 1024
+    drain_timeout_s: float = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    default_model_config: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("http_port", "grpc_port"):
+            port = getattr(self, name)
+            _require(0 <= port <= 65535, f"{name} must be within 0..65535, got {port}")
+        _require(self.workers >= 1, "workers must be >= 1")
+        _require(self.max_request_bytes >= 1024, "max_request_bytes must be >= 1024")
+        _require(self.grpc_max_message_bytes >= 1024, "grpc_max_message_bytes must be >= 1024")
+        _require(self.drain_timeout_s >= 0, "drain_timeout_s must be >= 0")
+        _require(
+            self.log_level in ("debug", "info", "warning", "error"),
+            "log_level must be one of debug, info, warning, error",
+        )
+
+    @classmethod
+    def from_env(cls, overrides: Mapping[str, Any], environ: Mapping[str, str]) -> ServerSettings:
+        """Defaults < ``SLUICE_<FIELD>`` variables < ``overrides`` (CLI flags that were given)."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f"SLUICE_{f.name.upper()}")
+            if raw is not None and f.name != "default_model_config":
+                values[f.name] = _parse_env(raw, f.type, f"SLUICE_{f.name.upper()}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+
+
+def load_environ() -> Mapping[str, str]:
+    """The process environment; only the CLI calls this."""
+    return os.environ
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any, where: str) -> T:
+    _require(isinstance(data, Mapping), f"{where} must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - names
+    _require(not unknown, f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(names)})")
+    values = {key: _coerce(value, hints[key], f"{where} {key}") for key, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        _require(value in typing.get_args(hint), f"{where}: must be one of {typing.get_args(hint)}")
+        return value
+    if origin is tuple:
+        _require(isinstance(value, list | tuple), f"{where}: must be a list")
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(_coerce(v, item, where) for v in value)
+    if origin in (Mapping, dict) or hint is dict:
+        _require(isinstance(value, Mapping), f"{where}: must be a table")
+        return {str(k): dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+    if isinstance(hint, types.UnionType):
+        return value
+    if hint is bool:
+        _require(isinstance(value, bool), f"{where}: must be true or false")
+    elif hint is int:
+        _require(
+            isinstance(value, int) and not isinstance(value, bool), f"{where}: must be an integer"
+        )
+    elif hint is float:
+        _require(isinstance(value, int | float), f"{where}: must be a number")
+        return float(value)
+    elif hint is str:
+        _require(isinstance(value, str), f"{where}: must be a string")
+    return value
+
+
+def _parse_env(raw: str, hint: Any, where: str) -> Any:
+    if hint in ("int", int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: '{raw}' is not an integer") from None
+    if hint in ("float", float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: '{raw}' is not a number") from None
+    return raw
