@@ -49,6 +49,16 @@ class Pending:
     future: asyncio.Future[Arrays]
     enqueued_ns: int
     timer: asyncio.TimerHandle | None = None
+    gone: Callable[[], bool] | None = None
+
+    def abandoned(self) -> bool:
+        """Timed out, cancelled, or its client went away: it must not run."""
+        if self.future.done():
+            return True
+        if self.gone is not None and self.gone():
+            self.future.cancel()
+            return True
+        return False
 
 
 @dataclass(slots=True)
@@ -105,7 +115,13 @@ class Batcher:
         return self._instances - self._free
 
     def submit(
-        self, inputs: Arrays, rows: int, key: Hashable, timeout_us: int = 0, priority: int = 0
+        self,
+        inputs: Arrays,
+        rows: int,
+        key: Hashable,
+        timeout_us: int = 0,
+        priority: int = 0,
+        gone: Callable[[], bool] | None = None,
     ) -> asyncio.Future[Arrays]:
         """Queue a request; the future fails with the real reason if it cannot run."""
         if self._closed:
@@ -125,7 +141,7 @@ class Batcher:
                 f"model '{self.name}': priority {priority} is not within 1..{len(self._queues)}"
             )
         future: asyncio.Future[Arrays] = self._loop.create_future()
-        item = Pending(inputs, rows, key, future, time.monotonic_ns())
+        item = Pending(inputs, rows, key, future, time.monotonic_ns(), gone=gone)
         timeout_us = timeout_us or self._config.default_timeout_ms * 1000
         if timeout_us > 0:
             item.timer = self._loop.call_later(timeout_us / 1e6, self._expire, item, timeout_us)
@@ -196,7 +212,7 @@ class Batcher:
 
     def _head(self) -> Pending | None:
         for queue in self._queues:
-            while queue and queue[0].future.done():
+            while queue and queue[0].abandoned():
                 self._drop(queue.popleft())
             if queue:
                 return queue[0]
@@ -211,7 +227,7 @@ class Batcher:
         if not self._preferred:
             return self._max_rows
         available = sum(
-            i.rows for q in self._queues for i in q if i.key == key and not i.future.done()
+            i.rows for q in self._queues for i in q if i.key == key and not i.abandoned()
         )
         fitting = [p for p in self._preferred if p <= available]
         return fitting[-1] if fitting else min(available, self._max_rows)
@@ -228,7 +244,7 @@ class Batcher:
             kept: list[Pending] = []
             while queue:
                 item = queue[0]
-                if item.future.done():  # timed out or the client went away
+                if item.abandoned():
                     self._drop(queue.popleft())
                     continue
                 if item.key != head.key:

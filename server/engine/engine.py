@@ -182,7 +182,9 @@ class Engine:
         try:
             feed, rows, key = model.validate(request.inputs, request.outputs)
             assert model.batcher is not None
-            future = model.batcher.submit(feed, rows, key, request.timeout_us, request.priority)
+            future = model.batcher.submit(
+                feed, rows, key, request.timeout_us, request.priority, request.client_gone
+            )
             arrays = await future
         except SluiceError as exc:
             elapsed = time.perf_counter_ns() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from server.tensors import Tensor
@@ -19,6 +20,9 @@ class InferRequest:
     timeout_us: int = 0  # 0: the model's default_timeout_ms
     priority: int = 0  # 0: the model's default_priority
     parameters: dict[str, object] = field(default_factory=dict)
+    # Polled before the request runs: True once the client has gone away (HTTP disconnect).
+    # Edges that can cancel the awaiting task instead (gRPC) leave it unset.
+    client_gone: Callable[[], bool] | None = None
 
 
 @dataclass(slots=True)

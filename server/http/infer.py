@@ -9,6 +9,7 @@ from typing import Any
 
 from server.codecs.json import decode_request, encode_response
 from server.engine.engine import Engine
+from server.engine.requests import InferRequest
 from server.errors import InvalidInput, PayloadTooLarge
 
 from .errors import error_body
@@ -102,12 +103,21 @@ class InferHandler:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _infer_unless_disconnected(self, request: Any, receive: Receive) -> Any:
-        """Run the request; if the client disconnects first, cancel it so the batcher drops
-        it before it runs."""
+    async def _infer_unless_disconnected(self, request: InferRequest, receive: Receive) -> Any:
+        """Run the request; a client that disconnects first has its request dropped before
+        it runs."""
+        # uvicorn's request cycle keeps a ``disconnected`` flag: polling it costs nothing,
+        # where a watcher task per request cost ~10% of the event loop on the reference MLP.
+        cycle = getattr(receive, "__self__", None)
+        if cycle is not None and isinstance(getattr(cycle, "disconnected", None), bool):
+            request.client_gone = lambda: bool(cycle.disconnected)
+            try:
+                return await self.engine.infer(request)
+            except asyncio.CancelledError:
+                if cycle.disconnected:
+                    raise _ClientGone from None
+                raise
         work = asyncio.ensure_future(self.engine.infer(request))
-        if work.done():
-            return work.result()
         watcher = asyncio.ensure_future(receive())
         watcher.add_done_callback(lambda _: work.cancel())
         try:

@@ -194,3 +194,27 @@ def test_request_timeout_in_queue_is_504(server: LiveServer) -> None:
         assert busy.result()[0] == 200
     assert status == 504, err
     assert "timed out" in err["error"]
+
+
+def test_request_of_a_client_that_went_away_is_dropped_before_running(server: LiveServer) -> None:
+    import socket
+
+    batcher = server.engine.get("slow").batcher
+    host, port = server.url.split(":")
+    body = _slow_body(7)
+    head = (
+        f"POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(post, server, "/v2/models/slow/infer", _slow_body(64))
+        deadline = time.monotonic() + 10
+        while batcher.running == 0 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head + body)
+            while batcher.queued == 0 and time.monotonic() < deadline:
+                time.sleep(0.0005)
+        assert busy.result()[0] == 200
+    assert_still_serving(server)
+    sizes = {b["batch_size"] for b in server.engine.statistics("slow")[0]["batch_stats"]}
+    assert 7 not in sizes

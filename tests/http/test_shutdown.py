@@ -90,3 +90,36 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -> None:
+    models.write_repository(tmp_path, {"mlp": models.small_mlp()}, {})
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", str(tmp_path), "--http-port", str(port),
+         "--grpc-port", str(free_port()), "--workers", "2", "--log-level", "warning"],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        pids: set[str] = set()
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
+                                       "data": [0.5] * 16}]}).encode()
+        while len(pids) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None
+            try:
+                req = urllib.request.Request(f"{base}/v2/models/mlp/infer", data=body)
+                urllib.request.urlopen(req).close()
+                text = urllib.request.urlopen(f"{base}/metrics").read().decode()
+            except OSError:
+                time.sleep(0.1)
+                continue
+            pid = [x for x in text.splitlines() if x.startswith("process_start_time_seconds")]
+            pids.add(pid[0])  # each worker has its own registry and start time
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
