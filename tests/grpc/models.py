@@ -29,7 +29,9 @@ MAX_MESSAGE_BYTES = 1 << 20
 SLOW_DELAY_US = 600_000
 
 
-def _model(nodes: list[onnx.NodeProto], inputs: list[str], outputs: list[str], elem: int):  # type: ignore[no-untyped-def]
+def _model(
+    nodes: list[onnx.NodeProto], inputs: list[str], outputs: list[str], elem: int
+) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "g",
@@ -44,9 +46,8 @@ def _model(nodes: list[onnx.NodeProto], inputs: list[str], outputs: list[str], e
 
 def identity(elem: int) -> onnx.ModelProto:
     """INPUT0 [batch, 3] → OUTPUT0, unchanged."""
-    return _model(
-        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])], ["INPUT0"], ["OUTPUT0"], elem
-    )  # type: ignore[no-any-return]
+    node = helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])
+    return _model([node], ["INPUT0"], ["OUTPUT0"], elem)
 
 
 def add_sub() -> onnx.ModelProto:
@@ -55,7 +56,7 @@ def add_sub() -> onnx.ModelProto:
         helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
         helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
     ]
-    return _model(nodes, ["INPUT0", "INPUT1"], ["OUTPUT0", "OUTPUT1"], TensorProto.FLOAT)  # type: ignore[no-any-return]
+    return _model(nodes, ["INPUT0", "INPUT1"], ["OUTPUT0", "OUTPUT1"], TensorProto.FLOAT)
 
 
 def write(repo: Path, name: str, model: onnx.ModelProto, config: str = "") -> None:
