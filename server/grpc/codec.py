@@ -59,7 +59,7 @@ def decode_request(msg: pb.ModelInferRequest, time_remaining: float | None) -> I
         msg.model_name,
         inputs,
         msg.model_version,
-        tuple(out.name for out in msg.outputs),
+        tuple([out.name for out in msg.outputs]) if msg.outputs else (),
         msg.id,
     )
     if msg.parameters:
