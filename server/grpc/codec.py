@@ -21,6 +21,8 @@ from server.tensors import DTYPES, Tensor
 from .generated import inference_pb2 as pb
 
 _LENGTH = struct.Struct("<I")
+FINAL_RESPONSE_WANTED = "triton_enable_empty_final_response"
+FINAL_RESPONSE = "triton_final_response"
 
 # Datatype -> the InferTensorContents field carrying it and that field's numpy dtype.
 _CONTENTS: dict[str, tuple[str, np.dtype[np.generic]]] = {
@@ -196,11 +198,24 @@ def encode_response(response: InferResponse) -> pb.ModelInferResponse:
     )
 
 
-def stream_error(msg: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:
-    """A stream's answer to one failed request: the error, and the request's id to match it."""
-    return pb.ModelStreamInferResponse(
-        error_message=message,
-        infer_response=pb.ModelInferResponse(
+def stream_answer(
+    msg: pb.ModelInferRequest, response: InferResponse | None, error: str = ""
+) -> pb.ModelStreamInferResponse:
+    """A stream's answer to one request: its response, or its error and its id to match it.
+
+    A client that asked for Triton's final-response flag (``triton_enable_empty_final_response``)
+    gets it on this answer: every Sluice model answers a request exactly once.
+    """
+    if response is None:
+        infer_response = pb.ModelInferResponse(
             model_name=msg.model_name, model_version=msg.model_version, id=msg.id
-        ),
-    )
+        )
+    else:
+        infer_response = encode_response(response)
+    if msg.parameters and _flag(msg.parameters, FINAL_RESPONSE_WANTED):
+        infer_response.parameters[FINAL_RESPONSE].bool_param = True
+    return pb.ModelStreamInferResponse(error_message=error, infer_response=infer_response)
+
+
+def _flag(params: Mapping[str, pb.InferParameter], key: str) -> bool:
+    return key in params and params[key].bool_param

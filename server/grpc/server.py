@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import grpc
@@ -12,6 +13,8 @@ from server.settings import ServerSettings
 
 from .generated import inference_pb2_grpc as pb_grpc
 from .servicer import InferenceServicer
+
+log = logging.getLogger(__name__)
 
 
 class GrpcEdge:
@@ -24,6 +27,7 @@ class GrpcEdge:
 
     async def start(self) -> None:
         await self.server.start()
+        log.info("gRPC (Open Inference Protocol) listening on %s", self.address)
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new RPCs at once; cancel those still running after ``grace_s`` seconds."""

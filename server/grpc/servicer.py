@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from server.engine.engine import Engine
 from server.errors import InvalidInput
 
-from .codec import decode_request, encode_response, stream_error
+from .codec import decode_request, encode_response, stream_answer
 from .errors import status_of
 from .generated import inference_pb2 as pb
 from .generated import inference_pb2_grpc as pb_grpc
@@ -135,11 +135,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> None:
         try:
             response = await self._engine.infer(decode_request(request, context.time_remaining()))
-            answers.put_nowait(
-                pb.ModelStreamInferResponse(infer_response=encode_response(response))
-            )
         except Exception as exc:
-            answers.put_nowait(stream_error(request, status_of(exc)[1]))
+            answers.put_nowait(stream_answer(request, None, status_of(exc)[1]))
+        else:
+            answers.put_nowait(stream_answer(request, response))
 
     @answered
     async def ModelConfig(

@@ -81,3 +81,14 @@ def test_error_answers_carry_the_request_id(live: Live) -> None:
     assert "unknown model 'nope'" in by_id["bad"].error_message
     assert by_id["good"].error_message == ""
     assert by_id["good"].infer_response.raw_output_contents[0] == np.ones(3, np.float32).tobytes()
+
+
+def test_final_response_flag_when_asked(
+    client: triton.InferenceServerClient, stream: queue.Queue[Answer]
+) -> None:
+    data = rows_for(1)
+    tensor = triton.InferInput("INPUT0", [1, 3], "FP32").set_data_from_numpy(data[:1])
+    client.async_stream_infer("identity_fp32", [tensor], enable_empty_final_response=True)
+    ((result, error),) = collect(stream, 1)
+    assert error is None and result is not None
+    assert result.get_response().parameters["triton_final_response"].bool_param
