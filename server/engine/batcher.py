@@ -99,6 +99,11 @@ class Batcher:
     def queued(self) -> int:
         return self._size
 
+    @property
+    def running(self) -> int:
+        """Batches executing right now."""
+        return self._instances - self._free
+
     def submit(
         self, inputs: Arrays, rows: int, key: Hashable, timeout_us: int = 0, priority: int = 0
     ) -> asyncio.Future[Arrays]:
@@ -270,6 +275,7 @@ class Batcher:
         try:
             result = done.result()
         except SluiceError as exc:
+            log.warning("model '%s': batch of %d request(s) failed: %s", self.name, len(batch), exc)
             self._fail(batch, exc)
         except Exception as exc:
             log.exception("model '%s': batch failed", self.name)
