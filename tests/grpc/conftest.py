@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import pytest
 import tritonclient.grpc as triton
-from onnx import TensorProto
 from prometheus_client import CollectorRegistry
 
 from server.engine.engine import Engine
@@ -23,22 +22,22 @@ from server.engine.repository import Repository
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.metrics import Metrics
 from server.settings import ServerSettings
-
-from .models import MAX_MESSAGE_BYTES, ONNX_TYPES, SLOW_DELAY_US, add_sub, identity, write
+from tests import models
 
 T = TypeVar("T")
+
+MAX_MESSAGE_BYTES = 1 << 20
+# A queue delay long enough that a request waits in the queue while a test cancels it.
+SLOW_DELAY_US = 600_000
 
 
 @pytest.fixture(scope="session")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("repo")
-    for datatype, elem in ONNX_TYPES.items():
-        write(root, f"identity_{datatype.lower()}", identity(elem))
-    write(root, "add_sub", add_sub())
-    write(root, "spare", identity(TensorProto.FLOAT))
+    built = {f"identity_{dt.lower()}": models.identity(dt) for dt in models.ONNX_TYPES}
+    built.update(add_sub=models.add_sub(), spare=models.identity("FP32"))
+    built["slow"] = models.identity("FP32")
     slow = f"[batching]\nmax_queue_delay_us = {SLOW_DELAY_US}\n"
-    write(root, "slow", identity(TensorProto.FLOAT), slow)
-    return root
+    return models.write_repository(tmp_path_factory.mktemp("repo"), built, {"slow": slow})
 
 
 @dataclass

@@ -13,8 +13,7 @@ from tritonclient.utils import InferenceServerException
 from server.errors import ModelFailed, Overloaded, PayloadTooLarge
 from server.grpc.errors import INTERNAL_MESSAGE, status_of
 
-from .conftest import Live
-from .models import MAX_MESSAGE_BYTES, SLOW_DELAY_US
+from .conftest import MAX_MESSAGE_BYTES, SLOW_DELAY_US, Live
 
 
 def fp32(rows: int = 1, cols: int = 3) -> list[triton.InferInput]:
@@ -57,7 +56,7 @@ def test_wrong_datatype_is_invalid_argument(client: triton.InferenceServerClient
 
 def test_missing_input_is_invalid_argument(client: triton.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException) as err:
-        client.infer("add_sub", fp32())
+        client.infer("add_sub", fp32(cols=4))
     assert status(err.value) == "StatusCode.INVALID_ARGUMENT"
     assert "INPUT1" in err.value.message()
 

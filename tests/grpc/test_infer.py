@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
-from .models import ONNX_TYPES
+from tests.models import ONNX_TYPES
 
 # What tritonclient sends for each datatype (BF16: float32 values it truncates to bfloat16).
 NUMPY = {
@@ -66,8 +66,8 @@ def test_request_id_is_echoed(client: triton.InferenceServerClient) -> None:
 
 
 def test_requested_outputs_are_honoured(client: triton.InferenceServerClient) -> None:
-    a = np.arange(6, dtype=np.float32).reshape(2, 3)
-    b = np.ones((2, 3), dtype=np.float32)
+    a = np.arange(8, dtype=np.float32).reshape(2, 4)
+    b = np.ones((2, 4), dtype=np.float32)
     inputs = [infer_input("INPUT0", a, "FP32"), infer_input("INPUT1", b, "FP32")]
     only_diff = client.infer("add_sub", inputs, outputs=[triton.InferRequestedOutput("OUTPUT1")])
     assert [o.name for o in only_diff.get_response().outputs] == ["OUTPUT1"]

@@ -27,8 +27,8 @@ def test_model_metadata(client: triton.InferenceServerClient) -> None:
     assert metadata.name == "add_sub"
     assert list(metadata.versions) == ["1"]
     assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [
-        ("INPUT0", "FP32", [-1, 3]),
-        ("INPUT1", "FP32", [-1, 3]),
+        ("INPUT0", "FP32", [-1, 4]),
+        ("INPUT1", "FP32", [-1, 4]),
     ]
     assert [t.name for t in metadata.outputs] == ["OUTPUT0", "OUTPUT1"]
 
