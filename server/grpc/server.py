@@ -27,7 +27,7 @@ class GrpcEdge:
 
     async def start(self) -> None:
         await self.server.start()
-        log.info("gRPC (Open Inference Protocol) listening on %s", self.address)
+        log.debug("gRPC (Open Inference Protocol) listening on %s", self.address)
 
     async def stop(self, grace_s: float) -> None:
         """Refuse new RPCs at once; cancel those still running after ``grace_s`` seconds."""
