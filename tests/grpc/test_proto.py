@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from google.protobuf import descriptor, descriptor_pool
+from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 from tritonclient.grpc import model_config_pb2, service_pb2  # noqa: F401 (registers Triton's)
 
 from server.grpc import codegen
 from server.grpc.generated import inference_pb2 as pb
+from server.grpc.generated import inference_pb2_grpc as pb_grpc
+
+
+def test_committed_stubs_describe_the_proto(tmp_path: Path) -> None:
+    """Whatever grpcio-tools is installed: the stubs carry exactly the .proto's descriptor."""
+    from grpc_tools import protoc
+
+    out = tmp_path / "inference.desc"
+    args = ["protoc", f"-I{codegen.PROTO.parent}", f"--descriptor_set_out={out}"]
+    assert protoc.main([*args, str(codegen.PROTO)]) == 0
+    fresh = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file[0]
+    _drop_json_names(fresh.message_type)  # protoc's Python output leaves them out
+    committed = descriptor_pb2.FileDescriptorProto()
+    pb.DESCRIPTOR.CopyToProto(committed)
+    assert committed == fresh, "stale stubs: run `make proto` and commit the result"
+
+
+def _drop_json_names(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
+    for message in messages:
+        for field in message.field:
+            field.ClearField("json_name")
+        _drop_json_names(message.nested_type)
 
 
 def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
+    """Byte for byte, when the installed grpcio-tools is the one that generated them."""
+    installed = importlib.metadata.version("grpcio-tools")
+    if installed != pb_grpc.GRPC_GENERATED_VERSION:
+        pytest.skip(
+            f"stubs come from grpcio-tools {pb_grpc.GRPC_GENERATED_VERSION}, not {installed}"
+        )
     for fresh in codegen.generate(tmp_path):
         committed = codegen.GENERATED / fresh.name
         assert committed.read_text() == fresh.read_text(), (
-            f"{committed} is stale: run `python -m server.grpc.codegen` and commit the result"
+            f"{committed} is stale: run `make proto` and commit the result"
         )
 
 

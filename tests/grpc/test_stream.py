@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -14,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 from server.grpc.generated import inference_pb2 as pb
 from server.grpc.generated import inference_pb2_grpc as pb_grpc
 
-from .conftest import Live
+from .conftest import SLOW_DELAY_US, Live
 
 Answer = tuple[triton.InferResult | None, InferenceServerException | None]
 
@@ -92,3 +93,18 @@ def test_final_response_flag_when_asked(
     ((result, error),) = collect(stream, 1)
     assert error is None and result is not None
     assert result.get_response().parameters["triton_final_response"].bool_param
+
+
+def test_cancelled_stream_drops_its_queued_requests(
+    client: triton.InferenceServerClient, live: Live
+) -> None:
+    before = live.engine.statistics("slow")[0]["execution_count"]
+    client.start_stream(callback=lambda result, error: None)
+    for i in range(5):
+        data = rows_for(i)
+        tensor = triton.InferInput("INPUT0", list(data.shape), "FP32").set_data_from_numpy(data)
+        client.async_stream_infer("slow", [tensor], request_id=str(i))
+    time.sleep(0.1)  # queued behind the slow model's delay
+    client.stop_stream(cancel_requests=True)
+    time.sleep(SLOW_DELAY_US / 1e6 + 0.2)  # past the moment the batch would have left
+    assert live.engine.statistics("slow")[0]["execution_count"] == before
