@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import grpc
 
@@ -20,7 +19,7 @@ log = logging.getLogger(__name__)
 class GrpcEdge:
     """The gRPC server and the port it is bound to (the OS's pick when the setting is 0)."""
 
-    def __init__(self, server: Any, port: int, address: str) -> None:
+    def __init__(self, server: grpc.aio.Server, port: int, address: str) -> None:
         self.server = server
         self.port = port
         self.address = address
