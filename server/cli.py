@@ -32,6 +32,9 @@ def _add_serve(subparsers: Any) -> None:
         "model without its own config.toml",
     )
     p.add_argument("--max-request-bytes", type=int, help="largest accepted request body")
+    p.add_argument(
+        "--grpc-max-message-bytes", type=int, help="largest gRPC message, in or out (64 MiB)"
+    )
     p.add_argument("--drain-timeout-s", type=float, help="how long SIGTERM waits for requests")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=_run_serve)
@@ -51,6 +54,7 @@ def serve_settings(args: argparse.Namespace) -> ServerSettings:
         "grpc_port": args.grpc_port,
         "workers": args.workers,
         "max_request_bytes": args.max_request_bytes,
+        "grpc_max_message_bytes": args.grpc_max_message_bytes,
         "drain_timeout_s": args.drain_timeout_s,
         "log_level": args.log_level,
     }

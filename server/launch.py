@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from server.engine.engine import Engine
 from server.engine.repository import Repository
+from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
 from server.metrics import Metrics
 from server.settings import ServerSettings
@@ -64,11 +65,16 @@ class Service:
         self.settings = settings
         self.engine = build_engine(settings)
         self.http_port = 0
+        self.grpc_port = 0
         self._http: _Server | None = None
+        self._grpc: GrpcEdge | None = None
+        self._grpc_stopping: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
 
     async def run(self, on_ready: Callable[[Service], None] | None = None) -> int:
         settings = self.settings
+        self._loop = asyncio.get_running_loop()
         await self.engine.start()
         config = uvicorn.Config(
             build_app(self.engine, settings.max_request_bytes),
@@ -84,17 +90,27 @@ class Service:
         self._http.should_exit = self._stop_requested
         sock = bind(settings.host, settings.http_port, reuse_port=settings.workers > 1)
         self.http_port = sock.getsockname()[1]
+        self._grpc = build_grpc_server(self.engine, settings)
+        self.grpc_port = self._grpc.port
+        await self._grpc.start()
         log.info(
-            "HTTP on http://%s:%d (models: %s)",
+            "HTTP on http://%s:%d, gRPC on %s (models: %s)",
             settings.host,
             self.http_port,
+            self._grpc.address,
             ", ".join(self.engine.repository.names()),
         )
+        if self._stop_requested:
+            self._stop_grpc()
         if on_ready is not None:
             on_ready(self)
         try:
             await self._http.serve(sockets=[sock])
         finally:
+            # Both edges drain at once (stop() started gRPC's); then the engine's queues.
+            self._stop_grpc()
+            if self._grpc_stopping is not None:
+                await self._grpc_stopping
             drained = await self.engine.stop()
         log.info("stopped%s", "" if drained else " (drain timed out)")
         return 0 if drained else 1
@@ -104,6 +120,14 @@ class Service:
         self._stop_requested = True
         if self._http is not None:
             self._http.should_exit = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop_grpc)
+
+    def _stop_grpc(self) -> None:
+        """On the loop: gRPC refuses new calls and gives running ones the drain timeout."""
+        if self._grpc is not None and self._grpc_stopping is None:
+            stopping = self._grpc.stop(self.settings.drain_timeout_s)
+            self._grpc_stopping = asyncio.ensure_future(stopping)
 
 
 async def serve(settings: ServerSettings) -> int:

@@ -40,6 +40,11 @@ class LiveServer:
         return f"127.0.0.1:{self.service.http_port}"
 
     @property
+    def grpc_url(self) -> str:
+        assert self.service is not None
+        return f"127.0.0.1:{self.service.grpc_port}"
+
+    @property
     def engine(self):  # type: ignore[no-untyped-def]
         assert self.service is not None
         return self.service.engine
