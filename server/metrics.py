@@ -7,6 +7,7 @@ version (``ModelMetrics``) so the hot path pays no label lookup.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -92,6 +93,11 @@ class Metrics:
             "Seconds the last load (including warm-up) took",
             _LABELS,
             registry=registry,
+        )
+
+        # With --workers N each process has its own registry; this tells them apart.
+        Gauge("sluice_worker_pid", "Process id of the worker that answered", registry=registry).set(
+            os.getpid()
         )
 
     def model(self, name: str, version: str) -> ModelMetrics:

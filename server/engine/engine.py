@@ -247,7 +247,6 @@ class Engine:
             "instance_group": [
                 {"name": model.name, "count": runtime.instances, "kind": "KIND_CPU"}
             ],
-            "optimization": {"execution_accelerators": {"providers": list(runtime.providers)}},
         }
         if model.batching:
             config["dynamic_batching"] = {

@@ -97,16 +97,34 @@ def test_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", str(tmp_path), "--http-port", str(port),
-         "--grpc-port", str(free_port()), "--workers", "2", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            str(tmp_path),
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            str(free_port()),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         pids: set[str] = set()
-        body = json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
-                                       "data": [0.5] * 16}]}).encode()
+        body = json.dumps(
+            {
+                "inputs": [
+                    {"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}
+                ]
+            }
+        ).encode()
         while len(pids) < 2:
             assert time.monotonic() < deadline and proc.poll() is None
             try:
@@ -116,8 +134,8 @@ def test_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -> None:
             except OSError:
                 time.sleep(0.1)
                 continue
-            pid = [x for x in text.splitlines() if x.startswith("process_start_time_seconds")]
-            pids.add(pid[0])  # each worker has its own registry and start time
+            pid = [x for x in text.splitlines() if x.startswith("sluice_worker_pid")]
+            pids.add(pid[0])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:
