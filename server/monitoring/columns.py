@@ -69,21 +69,22 @@ def feature_kind(arrow_type: pa.DataType) -> FeatureKind | None:
     return None
 
 
-def numeric_values(column: pa.ChunkedArray) -> FloatArray:
-    """The column as float64 with nulls as NaN.
+def numeric_chunks(column: pa.ChunkedArray) -> list[FloatArray]:
+    """The column's chunks as float64 arrays with nulls as NaN.
 
-    Zero-copy for a single-chunk float64 column without nulls (the common Parquet case);
-    otherwise one counted copy: chunks are combined, integers widened, nulls filled.
+    Zero-copy for float64 chunks without nulls (the common Parquet case); other chunks are
+    copied once each (integers widened, nulls filled). Chunks are not concatenated: the
+    kernels compact them straight into one buffer, which saves a full copy of the column.
     """
-    if column.num_chunks == 1 and column.type == pa.float64() and column.null_count == 0:
-        values: FloatArray = column.chunk(0).to_numpy(zero_copy_only=True)
-        return values
-    if column.num_chunks == 0:
-        return np.empty(0)
-    as_float = pc.cast(column, pa.float64()) if column.type != pa.float64() else column
-    filled = pc.fill_null(as_float, np.nan) if as_float.null_count else as_float
-    copied: FloatArray = filled.to_numpy()
-    return copied
+    arrays: list[FloatArray] = []
+    for chunk in column.chunks:
+        if chunk.type == pa.float64() and chunk.null_count == 0:
+            arrays.append(chunk.to_numpy(zero_copy_only=True))
+            continue
+        as_float = pc.cast(chunk, pa.float64()) if chunk.type != pa.float64() else chunk
+        filled = pc.fill_null(as_float, np.nan) if as_float.null_count else as_float
+        arrays.append(filled.to_numpy(zero_copy_only=False))
+    return arrays
 
 
 def category_counts(column: pa.ChunkedArray) -> tuple[dict[str, int], int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,9 +112,11 @@ def _edge_labels(edges: FloatArray) -> tuple[str, ...]:
     return (f"< {shown[0]}", *inner, f">= {shown[-1]}")
 
 
-def numeric_drift(profile: NumericProfile, values: FloatArray, rule: DriftRule) -> FeatureDrift:
-    """Compare a current column (float64, NaN for missing) with its reference profile."""
-    column = sorted_column(values)
+def numeric_drift(
+    profile: NumericProfile, chunks: Sequence[FloatArray], rule: DriftRule
+) -> FeatureDrift:
+    """Compare a current column (chunks of float64, NaN for missing) with its profile."""
+    column = sorted_column(chunks)
     current = column.sorted_values
     null_rate_delta = column.nulls / column.rows - profile.null_rate if column.rows else math.nan
     if profile.count == 0:

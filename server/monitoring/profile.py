@@ -9,13 +9,15 @@ every distribution statistic. A categorical profile holds category counts.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from kernels.histogram import quantile_edges, sorted_bin_counts
-from kernels.summary import COUNT, INF, MAX, MEAN, MIN, NAN, STD, summarize_finite
+from kernels.summary import compact_finite, moments
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -60,49 +62,47 @@ class CategoricalProfile:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class NumericColumn:
-    """A column reduced to what drift needs: its summary and its sorted finite values."""
+    """A column reduced to what drift needs: counts and its sorted finite values."""
 
     rows: int
-    count: int
     nulls: int
     nonfinite: int
-    minimum: float
-    maximum: float
-    mean: float
-    std: float
     sorted_values: FloatArray
 
+    @property
+    def count(self) -> int:
+        return int(self.sorted_values.shape[0])
 
-def sorted_column(values: FloatArray) -> NumericColumn:
-    """Summarize ``values`` and sort its finite values (one pass, one copy, one sort)."""
-    finite = np.empty_like(values)
-    state = summarize_finite(values, finite)
-    count = int(state[COUNT])
+
+def sorted_column(chunks: Sequence[FloatArray]) -> NumericColumn:
+    """Gather the finite values of a column's chunks (float64, NaN for missing) into one
+    buffer and sort it in place: one copy, one sort."""
+    rows = sum(chunk.shape[0] for chunk in chunks)
+    finite = np.empty(rows)
+    count = nulls = nonfinite = 0
+    for chunk in chunks:
+        written, n_nan, n_inf = compact_finite(chunk, finite, count)
+        count += written
+        nulls += n_nan
+        nonfinite += n_inf
     finite = finite[:count]
     finite.sort()
-    return NumericColumn(
-        rows=values.shape[0],
-        count=count,
-        nulls=int(state[NAN]),
-        nonfinite=int(state[INF]),
-        minimum=float(state[MIN]),
-        maximum=float(state[MAX]),
-        mean=float(state[MEAN]),
-        std=float(state[STD]),
-        sorted_values=finite,
-    )
+    return NumericColumn(rows, nulls, nonfinite, finite)
 
 
-def numeric_profile(values: FloatArray, sample_cap: int, seed: int) -> NumericProfile:
-    """Profile a reference column (float64, NaN for missing)."""
-    column = sorted_column(values)
+def numeric_profile(chunks: Sequence[FloatArray], sample_cap: int, seed: int) -> NumericProfile:
+    """Profile a reference column given as chunks (float64, NaN for missing)."""
+    column = sorted_column(chunks)
     data = column.sorted_values
+    _, mean, m2, minimum, maximum = moments(data)
     if column.count == 0:
         edges = np.empty(0)
         proportions = np.empty(0)
+        mean = std = minimum = maximum = math.nan
     else:
         edges = quantile_edges(data, DECILES)
         proportions = sorted_bin_counts(data, edges) / column.count
+        std = math.sqrt(max(m2, 0.0) / column.count)
     sample = data
     if column.count > sample_cap:
         rng = np.random.default_rng(seed)
@@ -112,10 +112,10 @@ def numeric_profile(values: FloatArray, sample_cap: int, seed: int) -> NumericPr
         count=column.count,
         nulls=column.nulls,
         nonfinite=column.nonfinite,
-        minimum=column.minimum,
-        maximum=column.maximum,
-        mean=column.mean,
-        std=column.std,
+        minimum=minimum,
+        maximum=maximum,
+        mean=mean,
+        std=std,
         edges=edges,
         proportions=proportions,
         sample=sample,

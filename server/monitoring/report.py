@@ -28,7 +28,7 @@ from server.monitoring.columns import (
     FeatureKind,
     category_counts,
     feature_kind,
-    numeric_values,
+    numeric_chunks,
 )
 from server.monitoring.drift import (
     DriftRule,
@@ -116,7 +116,7 @@ def compare(
             found = current_kind or f"unsupported ({column.type})"
             return failed(kind, f"type changed: {kind} in reference, {found} in current")
         if isinstance(profile, NumericProfile):
-            return numeric_drift(profile, numeric_values(column), rule)
+            return numeric_drift(profile, numeric_chunks(column), rule)
         counts, nulls = category_counts(column)
         return categorical_drift(profile, counts, nulls, rule)
 

@@ -104,3 +104,15 @@ def test_not_a_baseline(tmp_path: Path) -> None:
 def test_options_are_validated() -> None:
     with pytest.raises(ConfigError):
         BaselineOptions(sample_cap=0)
+
+
+def test_chunked_column_with_nulls() -> None:
+    chunks = [pa.array([1.0, None, 3.0]), pa.array([4.0, np.nan, 6.0]), pa.array([], pa.float64())]
+    table = pa.table({"x": pa.chunked_array(chunks), "i": pa.chunked_array([[1, None], [3, 5, None, 7]])})
+    profiles = build_baseline(table, BaselineOptions()).profiles
+    x, i = profiles["x"], profiles["i"]
+    assert isinstance(x, NumericProfile) and isinstance(i, NumericProfile)
+    np.testing.assert_array_equal(x.sample, [1.0, 3.0, 4.0, 6.0])
+    assert (x.nulls, x.rows) == (2, 6)
+    np.testing.assert_array_equal(i.sample, [1.0, 3.0, 5.0, 7.0])
+    assert i.mean == pytest.approx(4.0)
