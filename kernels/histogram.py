@@ -107,3 +107,19 @@ def outside_count(sorted_values: FloatArray, low: float, high: float) -> int:
     below = np.searchsorted(sorted_values, low, side="left")
     above = n - np.searchsorted(sorted_values, high, side="right")
     return int(below + above)
+
+
+@jit()
+def null_and_outside_counts(values: FloatArray, low: float, high: float) -> tuple[int, int]:
+    """``(nulls, outside)`` for unsorted data: NaNs, and non-NaN values (inf included)
+    strictly outside ``[low, high]``. The rates divide by ``len(values)`` and by the non-null
+    count respectively."""
+    nulls = 0
+    outside = 0
+    for i in range(values.shape[0]):
+        x = values[i]
+        if np.isnan(x):
+            nulls += 1
+        elif x < low or x > high:
+            outside += 1
+    return nulls, outside

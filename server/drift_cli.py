@@ -15,11 +15,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from server.errors import ConfigError, SluiceError
+from server.errors import ConfigError, InvalidInput, SluiceError
 from server.monitoring.baseline import (
     BaselineOptions,
     build_baseline,
@@ -124,12 +126,21 @@ def drift_command(args: argparse.Namespace) -> DriftCommand:
     )
 
 
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
 def execute(command: DriftCommand) -> int:
     """Run one command; prints the table (or a one-line summary for a baseline)."""
     if command.output is not None:
         table = read_table(command.current, command.features)
         baseline = build_baseline(table, command.baseline)
-        save_baseline(baseline, command.output)
+        with _writing(command.output):
+            save_baseline(baseline, command.output)
         print(f"baseline of {len(baseline.profiles)} features written to {command.output}")
         return 0
     reference = (
@@ -141,9 +152,11 @@ def execute(command: DriftCommand) -> int:
     report = compare(reference, current, command.rule, command.baseline, command.features)
     print(format_table(report))
     if command.json_path is not None:
-        command.json_path.write_text(json.dumps(report_json(report), indent=2) + "\n")
+        with _writing(command.json_path):
+            command.json_path.write_text(json.dumps(report_json(report), indent=2) + "\n")
     if command.html_path is not None:
-        command.html_path.write_text(render_html(report))
+        with _writing(command.html_path):
+            command.html_path.write_text(render_html(report))
     return 1 if command.fail_on_drift and report.dataset_drifted else 0
 
 

@@ -4,6 +4,7 @@ import pytest
 from kernels.histogram import (
     bin_counts,
     bin_counts_parallel,
+    null_and_outside_counts,
     outside_count,
     quantile_edges,
     sorted_bin_counts,
@@ -59,3 +60,12 @@ def test_outside_count() -> None:
     values = np.sort(np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 1.0, 3.0]))
     assert outside_count(values, -1.0, 1.0) == 2
     assert outside_count(np.empty(0), 0.0, 1.0) == 0
+
+
+def test_null_and_outside_counts_on_unsorted_data() -> None:
+    values = np.random.default_rng(4).normal(0.0, 2.0, 5000)
+    values[::9] = np.nan
+    values[4] = np.inf
+    real = values[~np.isnan(values)]
+    want = (int(np.isnan(values).sum()), int(np.sum((real < -1.0) | (real > 1.5))))
+    assert null_and_outside_counts(values, -1.0, 1.5) == want

@@ -108,7 +108,9 @@ def test_options_are_validated() -> None:
 
 def test_chunked_column_with_nulls() -> None:
     chunks = [pa.array([1.0, None, 3.0]), pa.array([4.0, np.nan, 6.0]), pa.array([], pa.float64())]
-    table = pa.table({"x": pa.chunked_array(chunks), "i": pa.chunked_array([[1, None], [3, 5, None, 7]])})
+    table = pa.table(
+        {"x": pa.chunked_array(chunks), "i": pa.chunked_array([[1, None], [3, 5, None, 7]])}
+    )
     profiles = build_baseline(table, BaselineOptions()).profiles
     x, i = profiles["x"], profiles["i"]
     assert isinstance(x, NumericProfile) and isinstance(i, NumericProfile)

@@ -82,3 +82,12 @@ def test_empty_current(data: tuple[Path, Path], tmp_path: Path) -> None:
     body = json.loads(out.read_text())
     assert body["features"]["a"]["error"] == "current is empty"
     assert body["drift_share"] is None and body["dataset_drifted"] is False
+
+
+def test_unwritable_output(
+    data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference, current = data
+    target = tmp_path / "no" / "such" / "dir" / "r.json"
+    assert _sluice(str(reference), str(current), "--json", str(target)) == 2
+    assert "cannot write" in capsys.readouterr().err
