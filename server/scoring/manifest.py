@@ -61,12 +61,19 @@ class Manifest:
             os.close(self._lock)
             raise ConfigError(f"{directory}: another sluice score job is writing here") from None
         self.finished: dict[str, Finished] = {}
+        try:
+            self._open(overwrite)
+        except BaseException:
+            os.close(self._lock)
+            raise
+
+    def _open(self, overwrite: bool) -> None:
         recorded = self._load()
-        if recorded is not None and recorded["identity"] != identity:
+        if recorded is not None and recorded["identity"] != self.identity:
             if not overwrite:
                 raise ConfigError(
-                    f"{directory} holds the output of a different job "
-                    f"({_difference(recorded['identity'], identity)}); "
+                    f"{self.directory} holds the output of a different job "
+                    f"({_difference(recorded['identity'], self.identity)}); "
                     "use --overwrite to replace it, or choose another --output"
                 )
             self._remove(_outputs(recorded["finished"].values()))
@@ -94,8 +101,10 @@ class Manifest:
     def _load(self) -> dict[str, Any] | None:
         path = self.directory / MANIFEST
         if not path.exists():
-            visible = [p.name for p in self.directory.iterdir() if p.name != LOCK]
-            if visible:
+            # Our lock and a manifest never renamed into place are all a job killed before
+            # its first save leaves behind.
+            ours = {LOCK, f".{MANIFEST}.tmp"}
+            if any(p.name not in ours for p in self.directory.iterdir()):
                 raise ConfigError(
                     f"{self.directory} is not empty and has no {MANIFEST}: it is not a "
                     "sluice score output directory; choose a new or empty --output"
