@@ -89,7 +89,11 @@ class Manifest:
         return path in self.finished
 
     def record(self, path: str, entry: Finished) -> None:
-        self.finished[path] = entry
+        self.record_all({path: entry})
+
+    def record_all(self, entries: dict[str, Finished]) -> None:
+        """Mark inputs finished in one atomic manifest write."""
+        self.finished.update(entries)
         self.save()
 
     def save(self) -> None:
