@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from server import __version__
+from server.drift_cli import add_drift_parser
 from server.errors import ConfigError
+from server.score_cli import add_score_parser
 from server.settings import ModelConfig, ServerSettings, load_environ, read_toml
 
 
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sluice {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_serve(subparsers)
+    add_score_parser(subparsers)
+    add_drift_parser(subparsers)
     return parser
 
 
