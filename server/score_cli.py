@@ -25,7 +25,7 @@ def add_score_parser(subparsers: Any) -> None:
         "input. Rerunning the same command resumes; prints a JSON summary.",
     )
     add_score_arguments(parser)
-    parser.set_defaults(func=run_score)
+    parser.set_defaults(run=run_score)
 
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
