@@ -140,7 +140,7 @@ class RayEngine:
             ),
             batch_size=self.options.batch_size,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.runtime.instances),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.runtime.instances),
             num_cpus=ACTOR_CPUS,
         )
         try:
