@@ -9,10 +9,11 @@ BYTES elements are each a 4-byte little-endian length and that many bytes.
 from __future__ import annotations
 
 import struct
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 import orjson
+import simdjson
 
 from server.engine.requests import InferRequest, InferResponse
 from server.errors import InvalidInput
@@ -56,13 +57,17 @@ def decode_request(
         binary = body[header_length:]
         body = body[:header_length]
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        # A fresh parser per body: a parser can't be reused while proxies of its last
+        # document live, and one costs ~1 µs. simdjson hands numeric arrays over as one
+        # buffer, where orjson + np.array built 256 Python floats for a 1-row MLP request
+        # (36 µs → 17 µs per request).
+        doc = simdjson.Parser().parse(body)
+    except ValueError as exc:
         raise InvalidInput(f"malformed JSON body: {exc}") from None
-    if not isinstance(doc, dict):
+    if not isinstance(doc, simdjson.Object):
         raise InvalidInput("the request body must be a JSON object")
-    inputs_doc = doc.get("inputs")
-    if not isinstance(inputs_doc, list) or not inputs_doc:
+    inputs_doc = _get(doc, "inputs")
+    if not isinstance(inputs_doc, simdjson.Array) or len(inputs_doc) == 0:
         raise InvalidInput("the request must have a non-empty 'inputs' list")
     tensors = []
     offset = 0
@@ -74,19 +79,22 @@ def decode_request(
         raise InvalidInput(
             f"the body has {len(binary)} bytes of binary data but the inputs declare {offset}"
         )
-    params = doc.get("parameters") or {}
+    params = _plain(_get(doc, "parameters")) or {}
     if not isinstance(params, dict):
         raise InvalidInput("'parameters' must be an object")
     wants_binary = {"": bool(params.get("binary_data_output", False))}
     names = []
-    for out in doc.get("outputs") or ():
+    outputs_doc = _plain(_get(doc, "outputs")) or []
+    if not isinstance(outputs_doc, list):
+        raise InvalidInput("'outputs' must be a list")
+    for out in outputs_doc:
         if not isinstance(out, dict) or not isinstance(out.get("name"), str):
             raise InvalidInput("each entry of 'outputs' must be an object with a 'name'")
         names.append(out["name"])
         out_params = out.get("parameters") or {}
         if "binary_data" in out_params:
             wants_binary[out["name"]] = bool(out_params["binary_data"])
-    request_id = doc.get("id", "")
+    request_id = _plain(_get(doc, "id")) or ""
     request = InferRequest(
         model,
         tensors,
@@ -111,12 +119,27 @@ def _timeout_us(params: dict[str, Any]) -> int:
     return _int_param(params, "timeout")
 
 
+def _get(obj: Any, key: str) -> Any:
+    """``obj.get(key)`` for a simdjson object, without its ~5 µs KeyError on a missing key."""
+    # ``key in obj`` on simdjson's Object is ~10x slower than over its keys.
+    return obj[key] if key in obj.keys() else None  # noqa: SIM118
+
+
+def _plain(value: Any) -> Any:
+    """A simdjson proxy as Python lists and dicts; anything else unchanged."""
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
+
+
 def _decode_input(item: Any, binary: bytes, offset: int) -> tuple[Tensor, int]:
-    if not isinstance(item, dict):
+    if not isinstance(item, simdjson.Object):
         raise InvalidInput("each entry of 'inputs' must be an object")
-    name = item.get("name")
-    datatype = item.get("datatype")
-    shape = item.get("shape")
+    name = _get(item, "name")
+    datatype = _get(item, "datatype")
+    shape = _plain(_get(item, "shape"))
     if not isinstance(name, str):
         raise InvalidInput("an input has no 'name'")
     if datatype not in DTYPES:
@@ -127,7 +150,10 @@ def _decode_input(item: Any, binary: bytes, offset: int) -> tuple[Tensor, int]:
         raise InvalidInput(f"input '{name}': 'shape' must be a list of non-negative integers")
     shape_t = tuple(shape)
     count = element_count(shape_t)
-    size = (item.get("parameters") or {}).get("binary_data_size")
+    parameters = _plain(_get(item, "parameters")) or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"input '{name}': 'parameters' must be an object")
+    size = parameters.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise InvalidInput(
@@ -136,7 +162,7 @@ def _decode_input(item: Any, binary: bytes, offset: int) -> tuple[Tensor, int]:
             )
         data = _from_binary(name, datatype, shape_t, count, binary, offset, size)
         return Tensor(name, datatype, data), size
-    if "data" not in item:
+    if "data" not in item.keys():  # noqa: SIM118 (see _get)
         raise InvalidInput(f"input '{name}' has neither 'data' nor binary_data_size")
     if datatype in BINARY_ONLY:
         raise InvalidInput(
@@ -145,9 +171,41 @@ def _decode_input(item: Any, binary: bytes, offset: int) -> tuple[Tensor, int]:
     return Tensor(name, datatype, _from_json(name, datatype, shape_t, count, item["data"])), 0
 
 
+# simdjson's buffer export: doubles, int64 or uint64, flattened in C order.
+_BUFFER_TYPES: dict[str, Literal["d", "i", "u"]] = {"FP32": "d", "FP64": "d", "UINT64": "u"}
+_BUFFER_TYPES.update(dict.fromkeys(("INT8", "INT16", "INT32", "INT64"), "i"))
+_BUFFER_TYPES.update(dict.fromkeys(("UINT8", "UINT16", "UINT32"), "i"))
+_BUFFER_DTYPES = {"d": np.dtype(np.float64), "i": np.dtype(np.int64), "u": np.dtype(np.uint64)}
+
+
+def _numbers(name: str, datatype: str, data: Any) -> np.ndarray | None:
+    """A numeric JSON array straight from simdjson's buffer, or None for the generic path."""
+    kind = _BUFFER_TYPES.get(datatype)
+    if kind is None or not isinstance(data, simdjson.Array):
+        return None
+    try:
+        flat = np.frombuffer(data.as_buffer(of_type=kind), dtype=_BUFFER_DTYPES[kind])
+    except (TypeError, ValueError):
+        return None  # mixed, non-numeric or ragged: the generic path names the problem
+    dtype = DTYPES[datatype]
+    if kind != "d" and dtype != flat.dtype and flat.size:
+        info = np.iinfo(dtype.name)
+        if flat.min() < info.min or flat.max() > info.max:
+            raise InvalidInput(f"input '{name}': a value is out of range for {datatype}")
+    return flat.astype(dtype, copy=False)
+
+
 def _from_json(
     name: str, datatype: str, shape: tuple[int, ...], count: int, data: Any
 ) -> np.ndarray:
+    flat = _numbers(name, datatype, data)
+    if flat is not None:
+        if flat.size != count:
+            raise InvalidInput(
+                f"input '{name}': shape {list(shape)} needs {count} elements, data has {flat.size}"
+            )
+        return flat.reshape(shape)
+    data = _plain(data)
     if not isinstance(data, list):
         data = [data]
     try:
@@ -159,9 +217,7 @@ def _from_json(
                 elif not isinstance(value, bytes):
                     raise InvalidInput(f"input '{name}': BYTES elements must be strings")
         else:
-            flat = np.array(data, dtype=DTYPES[datatype])
-            if datatype != "BOOL" and flat.dtype.kind != "b" and _has_bools(data):
-                raise InvalidInput(f"input '{name}': booleans given for {datatype}")
+            flat = _checked_numbers(name, datatype, np.array(data))
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"input '{name}': data does not fit {datatype}: {exc}") from None
     if flat.size != count:
@@ -171,11 +227,25 @@ def _from_json(
     return flat.reshape(shape)
 
 
-def _has_bools(data: list[Any]) -> bool:
-    first = data[0] if data else None
-    while isinstance(first, list) and first:
-        first = first[0]
-    return isinstance(first, bool)
+def _checked_numbers(name: str, datatype: str, probe: np.ndarray) -> np.ndarray:
+    """Cast JSON numbers to ``datatype`` without numpy's silent truncation or wrap-around."""
+    dtype = DTYPES[datatype]
+    kind = probe.dtype.kind
+    if datatype == "BOOL":
+        if kind != "b" and probe.size:
+            raise InvalidInput(f"input '{name}': BOOL data must be true or false")
+        return probe.astype(bool)
+    if kind == "b":
+        raise InvalidInput(f"input '{name}': booleans given for {datatype}")
+    if kind not in "iuf" and probe.size:
+        raise InvalidInput(f"input '{name}': data does not fit {datatype}: not numbers")
+    if dtype.kind in "iu":
+        if kind == "f":
+            raise InvalidInput(f"input '{name}': data does not fit {datatype}: fractions given")
+        info = np.iinfo(dtype.name)
+        if probe.size and (probe.min() < info.min or probe.max() > info.max):
+            raise InvalidInput(f"input '{name}': a value is out of range for {datatype}")
+    return probe.astype(dtype)
 
 
 def _flatten(data: list[Any]) -> list[Any]:
