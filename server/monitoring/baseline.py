@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,8 +177,3 @@ def _profile_from(entry: dict[str, Any], archive: Any, i: int) -> Profile:
         categories=tuple(entry["categories"]),
         counts=archive[f"{i}_counts"],
     )
-
-
-def feature_names(baseline: Baseline, wanted: Sequence[str] | None) -> list[str]:
-    """The baseline's features, or ``wanted`` in the given order."""
-    return list(baseline.profiles) if wanted is None else list(wanted)
