@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import pyarrow as pa
@@ -53,8 +53,39 @@ NUMERIC_KEYS = (
 CATEGORICAL_KEYS = ("chi2", "chi2_p_value", "js", "linf", "unseen_rate", "null_rate_delta")
 
 
+class HistogramJson(TypedDict):
+    labels: list[str]
+    reference: list[float]
+    current: list[float]
+
+
+class FeatureJson(TypedDict, total=False):
+    """One feature: ``kind``, its statistics (``NUMERIC_KEYS`` or ``CATEGORICAL_KEYS``, null
+    when undefined), the verdict and the rule that decided it; ``error`` when there is no
+    verdict; ``histogram`` when there is data to plot."""
+
+    kind: str
+    psi: float | None
+    js: float | None
+    ks: float | None
+    ks_p_value: float | None
+    wasserstein_normed: float | None
+    null_rate_delta: float | None
+    out_of_range_rate: float | None
+    chi2: float | None
+    chi2_p_value: float | None
+    linf: float | None
+    unseen_rate: float | None
+    drifted: bool | None
+    rule: str
+    reference_rows: int
+    current_rows: int
+    error: str
+    histogram: HistogramJson
+
+
 class ReportJson(TypedDict):
-    features: dict[str, dict[str, Any]]
+    features: dict[str, FeatureJson]
     drift_share: float | None
     dataset_drifted: bool
     skipped: dict[str, str]
@@ -152,7 +183,7 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def feature_json(result: FeatureDrift) -> dict[str, Any]:
+def feature_json(result: FeatureDrift) -> FeatureJson:
     keys = NUMERIC_KEYS if result.kind == "numeric" else CATEGORICAL_KEYS
     body: dict[str, Any] = {"kind": result.kind}
     for key in keys:
@@ -169,7 +200,7 @@ def feature_json(result: FeatureDrift) -> dict[str, Any]:
             "reference": list(result.histogram.reference),
             "current": list(result.histogram.current),
         }
-    return body
+    return cast(FeatureJson, body)
 
 
 def report_json(report: DriftReport) -> ReportJson:
