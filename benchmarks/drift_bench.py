@@ -208,7 +208,7 @@ def worker_scipy(reference_path: str, current_path: str, runs: int) -> dict[str,
     from scipy.spatial.distance import jensenshannon
     from scipy.stats import ks_2samp, wasserstein_distance
 
-    deciles = np.linspace(0.1, 0.9, 9)
+    deciles = np.arange(1, 10) / 10
 
     def psi(p: Any, q: Any) -> float:
         p = np.where(p == 0, 1e-4, p)
