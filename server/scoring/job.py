@@ -21,9 +21,8 @@ from server.scoring.mapping import build_mapping
 from server.scoring.model_ref import resolve_model
 from server.scoring.options import ScoreOptions
 from server.scoring.policy import ErrorPolicy
-from server.scoring.progress import Progress, Summary
+from server.scoring.progress import Progress, Summary, Tally
 from server.scoring.scorer import Scorer
-from server.scoring.tally import Tally
 from server.scoring.threads import scoring_runtime
 
 

@@ -22,9 +22,8 @@ from server.errors import InvalidInput
 from server.scoring.inputs import InputFile
 from server.scoring.manifest import ERRORS_DIR, Finished, Manifest
 from server.scoring.policy import ErrorPolicy
-from server.scoring.progress import Progress
+from server.scoring.progress import Progress, Tally
 from server.scoring.scorer import Scored, Scorer
-from server.scoring.tally import Tally
 from server.scoring.writer import OutputFile
 
 _POLL_S = 0.1

@@ -30,9 +30,8 @@ from server.scoring.mapping import Mapping
 from server.scoring.model_ref import ModelRef
 from server.scoring.options import OnError, ScoreOptions
 from server.scoring.policy import ErrorPolicy, RowFailed
-from server.scoring.progress import Progress
+from server.scoring.progress import Progress, Tally
 from server.scoring.scorer import ROW_COLUMN, Scorer
-from server.scoring.tally import Tally
 from server.scoring.writer import fsync_dir, replace_durably
 from server.settings import RuntimeConfig
 
