@@ -65,6 +65,13 @@ def test_different_model_needs_overwrite(
     assert summary["rows_scored"] == 2100
 
 
+def test_overwrite_scores_the_same_job_afresh(model_path: Path, inputs: Path, run: Run) -> None:
+    run(model_path, inputs, keep=("id",))
+    summary = run(model_path, inputs, keep=("id",), overwrite=True)
+    assert summary["files_scored"] == 3 and summary["rows_scored"] == 2100
+    assert read_output(Path(summary["output"]))["id"].to_pylist() == list(range(2100))
+
+
 def test_different_input_set_is_refused(model_path: Path, inputs: Path, run: Run) -> None:
     run(model_path, inputs / "part-0.parquet", keep=("id",))
     with pytest.raises(ConfigError, match="different input set: 2 added"):
@@ -198,3 +205,12 @@ def test_unreadable_input_is_a_clear_error(model_path: Path, tmp_path: Path, run
     path.write_bytes(b"PAR1 this is not really parquet")
     with pytest.raises(InvalidInput, match=r"broken\.parquet: cannot read"):
         run(model_path, path)
+
+
+def test_later_file_with_another_type_is_found_up_front(
+    model_path: Path, inputs: Path, tmp_path: Path, run: Run
+) -> None:
+    table = feature_table(5)
+    write(inputs / "part-9.parquet", table.set_column(3, "f2", pa.array([1.0] * 5, pa.float64())))
+    with pytest.raises(InvalidInput, match="column 'f2' is double, but the first input has float"):
+        run(model_path, inputs, keep=("id",))
