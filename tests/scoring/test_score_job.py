@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.models import mlp
 from server.errors import ConfigError, InvalidInput
+from server.scoring.local_engine import coalesce
 from server.scoring.policy import RowFailed, TooManyErrors
 from server.scoring.progress import Summary
 
@@ -214,3 +215,9 @@ def test_later_file_with_another_type_is_found_up_front(
     write(inputs / "part-9.parquet", table.set_column(3, "f2", pa.array([1.0] * 5, pa.float64())))
     with pytest.raises(InvalidInput, match="column 'f2' is double, but the first input has float"):
         run(model_path, inputs, keep=("id",))
+
+
+def test_small_batches_are_coalesced() -> None:
+    batches = [pa.record_batch({"x": list(range(n))}) for n in (3, 3, 3, 10, 1, 2)]
+    sizes = [b.num_rows for b in coalesce(iter(batches), 8)]
+    assert sizes == [9, 10, 3]
