@@ -60,8 +60,7 @@ def score(options: ScoreOptions, stream: TextIO | None = None) -> Summary:
         ]
         earlier = sum(e["rows_skipped"] for e in manifest.finished.values())
         policy = ErrorPolicy(options.on_error, options.max_errors, earlier)
-        progress = Progress(sum(p.file.count_rows() for p in pending), stream)
-        progress.enabled = progress.enabled and options.progress
+        progress = Progress(sum(p.file.count_rows() for p in pending), stream, options.progress)
         engine: Engine
         if options.engine == "ray":
             try:

@@ -51,9 +51,9 @@ class Tally:
 class Progress:
     """Counts rows as they are written and redraws a one-line bar at most every 0.2 s."""
 
-    def __init__(self, total_rows: int, stream: TextIO | None = None) -> None:
+    def __init__(self, total_rows: int, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = enabled and self.stream.isatty()
         self.total = total_rows
         self.rows = 0
         self.skipped = 0
