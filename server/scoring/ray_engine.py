@@ -7,7 +7,8 @@ scores its inputs again, once. Rows set aside under ``--on-error skip`` are writ
 actors into the staging folder too (Ray does not give a row's position in its file, so their
 ``row`` is null).
 
-``ray[data]`` is an optional dependency, imported only here.
+On a multi-node cluster (``RAY_ADDRESS``), the output directory must be on storage every
+node sees. ``ray[data]`` is an optional dependency, imported only here.
 """
 
 from __future__ import annotations
