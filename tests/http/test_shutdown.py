@@ -101,3 +101,18 @@ def test_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -> None:
             pids.update(x for x in text.splitlines() if x.startswith("sluice_worker_pid"))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
+    models.write_repository(tmp_path, {"mlp": models.small_mlp()}, {})
+    with sluice_serve(tmp_path, "--workers", "2") as (proc, base):
+        proc.kill()  # SIGKILL: the parent cannot forward anything
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/v2/health/live").close()
+            except OSError:
+                break  # no worker holds the port any more
+            assert time.monotonic() < deadline, "orphaned workers still serve"
+            time.sleep(0.1)
