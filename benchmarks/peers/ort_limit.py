@@ -1,0 +1,45 @@
+"""The limit: raw in-process ONNX Runtime on the reference model, no server in the way."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+
+def session(path: Path, intra_threads: int | None) -> ort.InferenceSession:
+    """``intra_threads=None``: ORT's defaults (one thread per core, spinning on)."""
+    opts = ort.SessionOptions()
+    if intra_threads is not None:
+        opts.intra_op_num_threads = intra_threads
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def rows_per_s(
+    path: Path,
+    batch: int,
+    intra_threads: int | None = None,
+    duration_s: float = 3.0,
+    repeats: int = 3,
+) -> tuple[float, list[float]]:
+    """Median rows/s of ``session.run`` in a tight loop at ``batch`` rows, and every run."""
+    sess = session(path, intra_threads)
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((batch, 256)).astype(np.float32)
+    for _ in range(20):
+        sess.run(None, {name: x})
+    runs = []
+    for _ in range(repeats):
+        n = 0
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < duration_s:
+            sess.run(None, {name: x})
+            n += 1
+        runs.append(n * batch / elapsed)
+    return statistics.median(runs), runs

@@ -1,0 +1,386 @@
+"""HTTP serving benchmark: Sluice vs MLServer 1.7 vs a plain Starlette + ORT server, one run.
+
+Every server runs the reference MLP (256 -> 1024 -> 1024 -> 512 -> 8, FP32) with 1 intra-op
+thread and spinning off, alone on the machine, one after the other: start, wait for ready,
+check one answer against in-process ONNX Runtime, warm up, sweep concurrency with wrk, stop.
+Each point is the median of ``--repeats`` runs of ``--duration`` seconds. The same run
+measures wrk's own ceiling (a canned-response endpoint) and the limit (raw in-process ORT at
+batch 64), then prints the ratios the serving-core issue asks for and writes
+``benchmarks/results/serve-<UTC time>.json`` and ``.md``.
+
+    python -m benchmarks.serve_bench                       # everything, ~15 min
+    python -m benchmarks.serve_bench --servers plain,mlserver --duration 5 --repeats 1
+    python -m benchmarks.serve_bench --servers sluice --sluice-workers 1,2 --profile 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from benchmarks.loadgen import payloads, profile, wrk
+from benchmarks.loadgen.payloads import Payload
+from benchmarks.loadgen.stats import Point, Run, at, best, ratio, table
+from benchmarks.peers import ort_limit, servers
+from benchmarks.peers.servers import HOST, Server
+
+RESULTS = Path(__file__).with_name("results")
+JSON1, JSON64, BIN64 = "json-1", "json-64", "binary-64"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--servers", default="mlserver,plain,sluice", help="comma list")
+    p.add_argument("--concurrency", type=_ints, default=[1, 16, 64], help="1-row JSON sweep")
+    p.add_argument("--batch-concurrency", type=_ints, default=[4, 16], help="64-row sweep")
+    p.add_argument("--no-batch", action="store_true", help="skip the 64-row payloads")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    p.add_argument("--repeats", type=int, default=3, help="runs per point (median)")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before a sweep")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads")
+    p.add_argument("--plain-workers", type=_ints, default=[1, 2])
+    p.add_argument("--mlserver-workers", type=_ints, default=[1], help="parallel_workers")
+    p.add_argument("--mlserver-batch-time", type=float, default=0.002, help="seconds")
+    p.add_argument("--sluice-workers", type=_ints, default=[2])
+    p.add_argument("--sluice-python", default=sys.executable)
+    p.add_argument("--sluice-arg", action="append", default=[], help="extra serve flag")
+    p.add_argument("--profile", type=float, default=0.0, help="py-spy seconds on Sluice at c=64")
+    p.add_argument("--no-ceiling", action="store_true")
+    p.add_argument("--no-limit", action="store_true")
+    p.add_argument("--no-save", action="store_true")
+    p.add_argument("--tag", default="", help="appended to the result file names")
+    return p.parse_args(argv)
+
+
+def write_bodies(items: Sequence[Payload]) -> dict[str, Path]:
+    folder = servers.WORK / "bodies"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for item in items:
+        path = folder / f"{item.name}.bin"
+        path.write_bytes(item.body)
+        paths[item.name] = path
+    return paths
+
+
+def log(msg: str) -> None:
+    print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", flush=True)
+
+
+def sweep(
+    server: Server,
+    payload: Payload,
+    body: Path,
+    levels: Sequence[int],
+    args: argparse.Namespace,
+) -> list[Point]:
+    url = f"http://{HOST}:{server.http_port}/v2/models/{server.model}/infer"
+    wrk.run(url, payload, body, 16, args.warmup, args.threads)
+    points = []
+    for conns in levels:
+        runs = [
+            wrk.run(url, payload, body, conns, args.duration, args.threads)
+            for _ in range(args.repeats)
+        ]
+        point = Point.of(server.name, payload.name, payload.rows, conns, runs)
+        log(
+            f"{server.name:14} {payload.name:9} c={conns:<3} {point.rps:9,.0f} req/s "
+            f"{point.rows_per_s:10,.0f} rows/s p50 {point.p50_ms:7.2f} p99 {point.p99_ms:7.2f} ms"
+            f" errors {point.errors}"
+        )
+        points.append(point)
+    return points
+
+
+def ceiling(body: Path, payload: Payload, args: argparse.Namespace) -> dict[str, Any]:
+    """wrk against a canned-response endpoint at the highest concurrency."""
+    sink = servers.sink()
+    conns = max(args.concurrency)
+    with servers.running(sink):
+        url = f"http://{HOST}:{sink.http_port}/v2/models/mlp/infer"
+        wrk.run(url, payload, body, conns, 1, args.threads)
+        run = wrk.run(url, payload, body, conns, args.duration, args.threads)
+    log(f"wrk ceiling (canned endpoint, c={conns}): {run.rps:,.0f} req/s")
+    return {"concurrency": conns, "rps": run.rps, "p99_ms": run.p99_ms}
+
+
+def limit(args: argparse.Namespace) -> dict[str, Any]:
+    """Raw in-process ORT at batch 64: defaults (all cores) and 1 intra-op thread."""
+    model = servers.model_file()
+    result: dict[str, Any] = {}
+    for label, threads in (("ort_default", None), ("ort_1_thread", 1)):
+        median, runs = ort_limit.rows_per_s(model, 64, threads, duration_s=min(args.duration, 5))
+        result[label] = {"rows_per_s": median, "runs": runs}
+        log(f"limit {label:12} batch 64: {median:,.0f} rows/s")
+    result["rows_per_s"] = max(v["rows_per_s"] for v in result.values())
+    return result
+
+
+def plan(args: argparse.Namespace) -> list[tuple[Server, list[str]]]:
+    """Each server config and the payloads it gets (binary extension: Sluice only)."""
+    batch = [] if args.no_batch else [JSON64]
+    wanted = args.servers.split(",")
+    out: list[tuple[Server, list[str]]] = []
+    for name in wanted:
+        if name == "mlserver":
+            out += [
+                (servers.mlserver(w, max_batch_time_s=args.mlserver_batch_time), [JSON1])
+                for w in args.mlserver_workers
+            ]
+        elif name == "plain":
+            out += [(servers.plain(w), [JSON1, *batch]) for w in args.plain_workers]
+        elif name == "sluice":
+            extra = [] if args.no_batch else [JSON64, BIN64]
+            out += [
+                (servers.sluice(w, args.sluice_python, args.sluice_arg), [JSON1, *extra])
+                for w in args.sluice_workers
+            ]
+        else:
+            raise SystemExit(f"unknown server {name!r} (mlserver, plain, sluice)")
+    return out
+
+
+def run_profile(
+    server: Server,
+    proc: Any,
+    items: dict[str, Payload],
+    bodies: dict[str, Path],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """py-spy on the server's processes while wrk holds c=64 with 1-row JSON."""
+    out = servers.WORK / f"profile-{server.name}.txt"
+    url = f"http://{HOST}:{server.http_port}/v2/models/{server.model}/infer"
+    load = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from benchmarks.loadgen import wrk, payloads; "
+            "from pathlib import Path; "
+            f"wrk.run({url!r}, payloads.json_payload(1), Path({str(bodies[JSON1])!r}), 64, "
+            f"{args.profile + 4}, {args.threads})",
+        ],
+        cwd=servers.ROOT,
+    )
+    time.sleep(2)
+    profile.record(proc.pid, args.profile, out)
+    load.wait()
+    summary = profile.summarize(out)
+    summary["server"] = server.name
+    log(f"profile {server.name}: {summary['roles']}")
+    return summary
+
+
+def ratios(points: Sequence[Point], limit_rows: float | None) -> dict[str, Any]:
+    def best_of(prefix: str, payload: str) -> Point | None:
+        names = {p.server for p in points if p.server.startswith(prefix)}
+        cands = [b for n in names if (b := best(points, n, payload)) is not None]
+        return max(cands, key=lambda p: p.rps, default=None)
+
+    sluice, plain, mls = (
+        best_of("sluice", JSON1),
+        best_of("plain", JSON1),
+        best_of("mlserver", JSON1),
+    )
+    sluice64 = at(points, sluice.server, JSON1, 64) if sluice else None
+    plain64 = at(points, plain.server, JSON1, 64) if plain else None
+    binary = best_of("sluice", BIN64)
+    out: dict[str, Any] = {
+        "best": {
+            name: p
+            and {"server": p.server, "concurrency": p.concurrency, "rps": p.rps, "p99_ms": p.p99_ms}
+            for name, p in (("sluice", sluice), ("plain", plain), ("mlserver", mls))
+        },
+        "sluice_over_mlserver": ratio(sluice and sluice.rps, mls and mls.rps),
+        "sluice_over_plain": ratio(sluice and sluice.rps, plain and plain.rps),
+        "p99_at_64_ms": {
+            "sluice": sluice64 and sluice64.p99_ms,
+            "plain": plain64 and plain64.p99_ms,
+        },
+        "binary64_rows_per_s": binary and binary.rows_per_s,
+        "limit_rows_per_s": limit_rows,
+        "binary64_over_limit": ratio(binary and binary.rows_per_s, limit_rows),
+    }
+    return out
+
+
+def verdicts(r: dict[str, Any]) -> list[str]:
+    def fmt(x: float | None, spec: str = ".2f") -> str:
+        return "n/a" if x is None else format(x, spec)
+
+    p99 = r["p99_at_64_ms"]
+    p99_ok = None if None in (p99["sluice"], p99["plain"]) else p99["sluice"] <= p99["plain"]
+    rows = [
+        (
+            "best req/s Sluice / MLServer",
+            fmt(r["sluice_over_mlserver"]),
+            ">= 5",
+            r["sluice_over_mlserver"] and r["sluice_over_mlserver"] >= 5,
+        ),
+        (
+            "best req/s Sluice / plain",
+            fmt(r["sluice_over_plain"]),
+            ">= 2",
+            r["sluice_over_plain"] and r["sluice_over_plain"] >= 2,
+        ),
+        (
+            "p99 at c=64, Sluice vs plain (ms)",
+            f"{fmt(p99['sluice'])} vs {fmt(p99['plain'])}",
+            "<= plain",
+            p99_ok,
+        ),
+        (
+            "binary 64-row rows/s / raw ORT batch 64",
+            fmt(r["binary64_over_limit"]),
+            ">= 0.80",
+            r["binary64_over_limit"] and r["binary64_over_limit"] >= 0.8,
+        ),
+    ]
+    lines = ["| target | reached | wanted | |", "| --- | ---: | ---: | --- |"]
+    for name, got, want, ok in rows:
+        mark = "n/a" if ok is None else ("met" if ok else "MISSED")
+        lines.append(f"| {name} | {got} | {want} | {mark} |")
+    return lines
+
+
+def environment() -> dict[str, Any]:
+    def git(*a: str) -> str:
+        out = subprocess.run(["git", *a], cwd=servers.ROOT, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        "wrk": wrk.version(),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    env, args = result["environment"], result["args"]
+    lines = [
+        f"# Serving benchmark (HTTP) — {result['started']}",
+        "",
+        f"Machine: {env['cpu_count']} cores (`os.cpu_count()`), shared and noisy; load average "
+        f"at start {', '.join(f'{x:.2f}' for x in env['loadavg_start'])}, at end "
+        f"{', '.join(f'{x:.2f}' for x in result['loadavg_end'])}. {env['platform']}, Python "
+        f"{env['python']}, ONNX Runtime {env['onnxruntime']}, {env['wrk']}; commit "
+        f"`{env['commit']}` ({env['branch']}).",
+        "",
+        f"Each point: median of {args['repeats']} x {args['duration']:g} s wrk runs "
+        f"({args['threads']} wrk thread(s)); latency in ms from wrk. Model: MLP 256 -> 1024 -> "
+        "1024 -> 512 -> 8 FP32; every server runs ORT with 1 intra-op thread, spinning off.",
+        "",
+    ]
+    if result.get("ceiling"):
+        c = result["ceiling"]
+        lines.append(
+            f"Load generator ceiling: wrk reaches {c['rps']:,.0f} req/s against a canned-response "
+            f"endpoint (1-row JSON body, c={c['concurrency']}), so no point below is client-bound."
+        )
+    if result.get("limit"):
+        lim = result["limit"]
+        lines.append(
+            "Limit: raw in-process ORT at batch 64: "
+            f"{lim['ort_default']['rows_per_s']:,.0f} rows/s with default options (all cores), "
+            f"{lim['ort_1_thread']['rows_per_s']:,.0f} rows/s "
+            "with 1 intra-op thread; the ratio uses the higher."
+        )
+    lines += ["", "## Points", "", table([Point.of(**_p(p)) for p in result["points"]]), ""]
+    lines += ["## Ratios", "", *verdicts(result["ratios"]), ""]
+    if result.get("failures"):
+        lines += ["## Failures", ""] + [f"- {f}" for f in result["failures"]] + [""]
+    for summary in result.get("profiles", []):
+        lines += [f"## Profile: {summary['server']} at c=64", "", profile.markdown(summary), ""]
+    return "\n".join(lines)
+
+
+def _p(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "server": data["server"],
+        "payload": data["payload"],
+        "rows": data["rows"],
+        "concurrency": data["concurrency"],
+        "runs": [Run(**r) for r in data["runs"]],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    started = dt.datetime.now(dt.UTC)
+    model = servers.model_file()
+    items = {
+        JSON1: payloads.json_payload(1),
+        JSON64: payloads.json_payload(64),
+        BIN64: payloads.binary_payload(64),
+    }
+    bodies = write_bodies(list(items.values()))
+    reference = ort_limit.session(model, 1)
+    expected = {k: reference.run(None, {"input": v.inputs})[0] for k, v in items.items()}
+    result: dict[str, Any] = {
+        "started": f"{started:%Y-%m-%d %H:%M} UTC",
+        "environment": environment(),
+        "args": {k: v for k, v in vars(args).items()},
+        "points": [],
+        "failures": [],
+        "profiles": [],
+    }
+    points: list[Point] = []
+    if not args.no_ceiling:
+        result["ceiling"] = ceiling(bodies[JSON1], items[JSON1], args)
+    if not args.no_limit:
+        result["limit"] = limit(args)
+    for server, kinds in plan(args):
+        log(f"starting {server.name}")
+        try:
+            with servers.running(server) as proc:
+                for kind in kinds:
+                    payloads.check_http(
+                        HOST, server.http_port, server.model, items[kind], expected[kind]
+                    )
+                for kind in kinds:
+                    levels = args.concurrency if kind == JSON1 else args.batch_concurrency
+                    points += sweep(server, items[kind], bodies[kind], levels, args)
+                if args.profile and server.name.startswith("sluice"):
+                    result["profiles"].append(run_profile(server, proc, items, bodies, args))
+        except Exception as exc:  # one broken server must not lose the others' numbers
+            traceback.print_exc()
+            result["failures"].append(f"{server.name}: {type(exc).__name__}: {exc}"[:500])
+    result["points"] = [p.to_json() for p in points]
+    result["loadavg_end"] = os.getloadavg()
+    limit_rows = result.get("limit", {}).get("rows_per_s")
+    result["ratios"] = ratios(points, limit_rows)
+    text = markdown(result)
+    print("\n" + text)
+    if not args.no_save:
+        RESULTS.mkdir(exist_ok=True)
+        stem = f"serve-{started:%Y%m%d-%H%M}{'-' + args.tag if args.tag else ''}"
+        (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        (RESULTS / f"{stem}.md").write_text(text + "\n")
+        log(f"wrote {RESULTS / stem}.json and .md")
+    return result
+
+
+if __name__ == "__main__":
+    main()
