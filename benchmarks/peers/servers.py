@@ -78,7 +78,15 @@ class Server:
     cwd: Path = ROOT
     env: dict[str, str] | None = None
     model: str = MODEL
-    ready_path: str = f"/v2/models/{MODEL}/ready"
+    # None: ready once the port accepts connections (servers that speak only HTTP/2).
+    ready_path: str | None = f"/v2/models/{MODEL}/ready"
+
+
+def _ready(port: int, path: str | None) -> bool:
+    if path is None:
+        with socket.create_connection((HOST, port), timeout=2):
+            return True
+    return _get(port, path) == 200
 
 
 def _get(port: int, path: str) -> int:
@@ -114,7 +122,7 @@ def running(server: Server, timeout_s: float = 180) -> Iterator[subprocess.Popen
                     tail = log_path.read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"{server.name} exited ({proc.returncode}):\n{tail}")
                 with contextlib.suppress(OSError, http.client.HTTPException):
-                    if _get(server.http_port, server.ready_path) == 200:
+                    if _ready(server.http_port, server.ready_path):
                         break
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{server.name} not ready after {timeout_s:.0f}s")
@@ -250,4 +258,20 @@ def sink() -> Server:
         http_port=port,
         env={"PYTHONPATH": str(ROOT)},
         ready_path="/",
+    )
+
+
+def grpc_sink(response_frame: bytes) -> Server:
+    """nghttpd answering every ModelInfer POST with a canned gRPC frame and grpc-status 0:
+    the most h2load can drive on this machine."""
+    root = WORK / "grpc-sink"
+    target = root / "inference.GRPCInferenceService" / "ModelInfer"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(response_frame)
+    port = free_port()
+    return Server(
+        name="grpc-sink",
+        cmd=["nghttpd", "--no-tls", "--trailer", "grpc-status: 0", "-d", str(root), str(port)],
+        http_port=port,
+        ready_path=None,
     )
