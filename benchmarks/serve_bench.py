@@ -16,6 +16,7 @@ batch 64), then prints the ratios the serving-core issue asks for and writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -54,6 +55,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     p.add_argument("--repeats", type=int, default=3, help="runs per point (median)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before a sweep")
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="run all servers at once and take turns, one run per point per round",
+    )
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
     p.add_argument("--plain-workers", type=_ints, default=[1, 2])
     p.add_argument("--mlserver-workers", type=_ints, default=[1], help="parallel_workers")
@@ -84,29 +90,30 @@ def log(msg: str) -> None:
     print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", flush=True)
 
 
+Store = dict[tuple[str, str, int], list[Run]]
+
+
 def sweep(
     server: Server,
     payload: Payload,
     body: Path,
     levels: Sequence[int],
     args: argparse.Namespace,
-) -> list[Point]:
+    store: Store,
+    repeats: int,
+) -> None:
+    """Warm up, then ``repeats`` runs at each concurrency, appended to ``store``."""
     url = f"http://{HOST}:{server.http_port}/v2/models/{server.model}/infer"
     wrk.run(url, payload, body, 16, args.warmup, args.threads)
-    points = []
     for conns in levels:
-        runs = [
-            wrk.run(url, payload, body, conns, args.duration, args.threads)
-            for _ in range(args.repeats)
-        ]
-        point = Point.of(server.name, payload.name, payload.rows, conns, runs)
-        log(
-            f"{server.name:14} {payload.name:9} c={conns:<3} {point.rps:9,.0f} req/s "
-            f"{point.rows_per_s:10,.0f} rows/s p50 {point.p50_ms:7.2f} p99 {point.p99_ms:7.2f} ms"
-            f" errors {point.errors}"
-        )
-        points.append(point)
-    return points
+        for _ in range(repeats):
+            run = wrk.run(url, payload, body, conns, args.duration, args.threads)
+            store.setdefault((server.name, payload.name, conns), []).append(run)
+            log(
+                f"{server.name:14} {payload.name:9} c={conns:<3} {run.rps:9,.0f} req/s "
+                f"{run.rps * payload.rows:10,.0f} rows/s p50 {run.p50_ms:7.2f} "
+                f"p99 {run.p99_ms:7.2f} ms errors {run.errors}"
+            )
 
 
 def ceiling(body: Path, payload: Payload, args: argparse.Namespace) -> dict[str, Any]:
@@ -160,7 +167,6 @@ def plan(args: argparse.Namespace) -> list[tuple[Server, list[str]]]:
 def run_profile(
     server: Server,
     proc: Any,
-    items: dict[str, Payload],
     bodies: dict[str, Path],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
@@ -185,6 +191,42 @@ def run_profile(
     summary["server"] = server.name
     log(f"profile {server.name}: {summary['roles']}")
     return summary
+
+
+def measure_interleaved(
+    planned: list[tuple[Server, list[str]]],
+    items: dict[str, Payload],
+    bodies: dict[str, Path],
+    expected: dict[str, Any],
+    args: argparse.Namespace,
+    store: Store,
+    result: dict[str, Any],
+) -> None:
+    """All servers up at once (the idle ones sleep); each round gives every server one run
+    per point, so noise from a shared machine spreads over all of them alike."""
+    with contextlib.ExitStack() as stack:
+        alive: list[tuple[Server, list[str], Any]] = []
+        for server, kinds in planned:
+            log(f"starting {server.name}")
+            try:
+                proc = stack.enter_context(servers.running(server))
+                for kind in kinds:
+                    payloads.check_http(
+                        HOST, server.http_port, server.model, items[kind], expected[kind]
+                    )
+                alive.append((server, kinds, proc))
+            except Exception as exc:
+                traceback.print_exc()
+                result["failures"].append(f"{server.name}: {type(exc).__name__}: {exc}"[:500])
+        for rnd in range(args.repeats):
+            log(f"round {rnd + 1}/{args.repeats}")
+            for server, kinds, _ in alive:
+                for kind in kinds:
+                    levels = args.concurrency if kind == JSON1 else args.batch_concurrency
+                    sweep(server, items[kind], bodies[kind], levels, args, store, 1)
+        for server, _, proc in alive:
+            if args.profile and server.name.startswith("sluice"):
+                result["profiles"].append(run_profile(server, proc, bodies, args))
 
 
 def ratios(points: Sequence[Point], limit_rows: float | None) -> dict[str, Any]:
@@ -279,6 +321,11 @@ def environment() -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     env, args = result["environment"], result["args"]
+    mode = (
+        "servers up together, taking turns each round"
+        if args["interleave"]
+        else ("servers one at a time")
+    )
     lines = [
         f"# Serving benchmark (HTTP) — {result['started']}",
         "",
@@ -289,8 +336,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"`{env['commit']}` ({env['branch']}).",
         "",
         f"Each point: median of {args['repeats']} x {args['duration']:g} s wrk runs "
-        f"({args['threads']} wrk thread(s)); latency in ms from wrk. Model: MLP 256 -> 1024 -> "
-        "1024 -> 512 -> 8 FP32; every server runs ORT with 1 intra-op thread, spinning off.",
+        f"({args['threads']} wrk thread(s); {mode}); latency in ms from wrk. "
+        "Model: MLP 256 -> 1024 -> 1024 -> 512 -> 8 FP32; every server runs ORT with "
+        "1 intra-op thread, spinning off.",
         "",
     ]
     if result.get("ceiling"):
@@ -351,22 +399,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result["ceiling"] = ceiling(bodies[JSON1], items[JSON1], args)
     if not args.no_limit:
         result["limit"] = limit(args)
-    for server, kinds in plan(args):
-        log(f"starting {server.name}")
-        try:
-            with servers.running(server) as proc:
-                for kind in kinds:
-                    payloads.check_http(
-                        HOST, server.http_port, server.model, items[kind], expected[kind]
-                    )
-                for kind in kinds:
-                    levels = args.concurrency if kind == JSON1 else args.batch_concurrency
-                    points += sweep(server, items[kind], bodies[kind], levels, args)
-                if args.profile and server.name.startswith("sluice"):
-                    result["profiles"].append(run_profile(server, proc, items, bodies, args))
-        except Exception as exc:  # one broken server must not lose the others' numbers
-            traceback.print_exc()
-            result["failures"].append(f"{server.name}: {type(exc).__name__}: {exc}"[:500])
+    store: Store = {}
+    planned = plan(args)
+    if args.interleave:
+        measure_interleaved(planned, items, bodies, expected, args, store, result)
+    else:
+        for server, kinds in planned:
+            log(f"starting {server.name}")
+            try:
+                with servers.running(server) as proc:
+                    for kind in kinds:
+                        payloads.check_http(
+                            HOST, server.http_port, server.model, items[kind], expected[kind]
+                        )
+                    for kind in kinds:
+                        levels = args.concurrency if kind == JSON1 else args.batch_concurrency
+                        sweep(server, items[kind], bodies[kind], levels, args, store, args.repeats)
+                    if args.profile and server.name.startswith("sluice"):
+                        result["profiles"].append(run_profile(server, proc, bodies, args))
+            except Exception as exc:  # one broken server must not lose the others' numbers
+                traceback.print_exc()
+                result["failures"].append(f"{server.name}: {type(exc).__name__}: {exc}"[:500])
+    points = [
+        Point.of(name, kind, items[kind].rows, c, runs) for (name, kind, c), runs in store.items()
+    ]
     result["points"] = [p.to_json() for p in points]
     result["loadavg_end"] = os.getloadavg()
     limit_rows = result.get("limit", {}).get("rows_per_s")

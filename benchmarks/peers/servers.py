@@ -189,7 +189,7 @@ def mlserver(
     """MLServer with the custom runtime in ``mlserver_runtime/`` and adaptive batching."""
     python = venv("mlserver")
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-    repo = WORK / "mlserver"
+    repo = WORK / f"mlserver-pw{parallel_workers}"
     shutil.rmtree(repo, ignore_errors=True)
     model_dir = repo / MODEL
     model_dir.mkdir(parents=True)
