@@ -76,6 +76,9 @@ def session_options(runtime: RuntimeConfig) -> ort.SessionOptions:
     opts.graph_optimization_level = _GRAPH_LEVELS[runtime.graph_optimization]
     opts.enable_cpu_mem_arena = runtime.memory_arena
     opts.enable_mem_pattern = runtime.memory_pattern
+    # Run-time failures reach the client as errors and the batcher logs them once; ORT's own
+    # logging would print each one again.
+    opts.log_severity_level = 4
     spinning = "1" if runtime.allow_spinning else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spinning)

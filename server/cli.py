@@ -1,0 +1,116 @@
+"""``sluice``: argparse → settings → the part that does the work. No logic here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from server import __version__
+from server.errors import ConfigError
+from server.settings import ModelConfig, ServerSettings, load_environ, read_toml
+
+
+def _add_serve(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a model file or a model repository over HTTP and gRPC",
+        description="Serve PATH: one .onnx file (named after the file, version 1) or a "
+        "repository REPO/<name>/<version>/model.onnx with optional REPO/<name>/config.toml.",
+    )
+    p.add_argument("path", help="an .onnx file or a model repository directory")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port (default 8001)")
+    p.add_argument("--workers", type=int, help="server processes sharing the ports (default 1)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="TOML file: [server] settings, and [batching]/[runtime] defaults for every "
+        "model without its own config.toml",
+    )
+    p.add_argument("--max-request-bytes", type=int, help="largest accepted request body")
+    p.add_argument(
+        "--grpc-max-message-bytes", type=int, help="largest gRPC message, in or out (64 MiB)"
+    )
+    p.add_argument("--drain-timeout-s", type=float, help="how long SIGTERM waits for requests")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(run=_run_serve)
+
+
+def serve_settings(args: argparse.Namespace) -> ServerSettings:
+    file_values: dict[str, Any] = {}
+    model_config = ModelConfig()
+    if args.config is not None:
+        doc = read_toml(args.config)
+        model_config = ModelConfig.from_mapping(doc, str(args.config))
+        file_values = dict(doc.get("server", {}))
+    flags = {
+        "model_path": args.path,
+        "host": args.host,
+        "http_port": args.http_port,
+        "grpc_port": args.grpc_port,
+        "workers": args.workers,
+        "max_request_bytes": args.max_request_bytes,
+        "grpc_max_message_bytes": args.grpc_max_message_bytes,
+        "drain_timeout_s": args.drain_timeout_s,
+        "log_level": args.log_level,
+    }
+    merged = {**file_values, **{k: v for k, v in flags.items() if v is not None}}
+    merged["default_model_config"] = model_config
+    return ServerSettings.from_env(merged, load_environ())
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from server import launch
+
+    return launch.run(serve_settings(args))
+
+
+def _add_score(subparsers: Any) -> None:
+    from server.score_cli import add_score_parser
+
+    add_score_parser(subparsers)
+
+
+def _add_drift(subparsers: Any) -> None:
+    from server.drift_cli import add_drift_parser
+
+    add_drift_parser(subparsers)
+
+
+# Each command's parser is imported only when needed: the drift command's modules load numba
+# and pyarrow.dataset (~0.6 s), which ``serve`` and ``score`` should not pay at start.
+COMMANDS: dict[str, Callable[[Any], None]] = {
+    "serve": _add_serve,
+    "score": _add_score,
+    "drift": _add_drift,
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sluice {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, add in COMMANDS.items():
+        if only is None or only == name:
+            add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        print(f"sluice: {exc.message}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

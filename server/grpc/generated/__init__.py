@@ -1,0 +1,1 @@
+"""Stubs generated from protos/inference.proto by server.grpc.codegen. Do not edit."""

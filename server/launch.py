@@ -1,0 +1,197 @@
+"""Builds the engine and its edges and runs them on one event loop; drains on SIGTERM.
+
+``--workers N`` starts N processes, each with its own engine, each binding the same ports
+with SO_REUSEPORT so the kernel spreads connections between them (the HTTP front end is
+GIL-bound; one process per core is what lets it use the machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import uvicorn
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from server.engine.engine import Engine
+from server.engine.repository import Repository
+from server.grpc.server import GrpcEdge, build_grpc_server
+from server.http.app import build_app
+from server.metrics import Metrics
+from server.settings import ServerSettings
+
+log = logging.getLogger("sluice")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` below owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_engine(settings: ServerSettings) -> Engine:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    repository = Repository(Path(settings.model_path), settings.default_model_config)
+    return Engine(repository, Metrics(registry), settings.drain_timeout_s)
+
+
+class Service:
+    """One worker's engine and edges on the running loop. ``stop`` may be called from any
+    thread; ``run`` then drains and returns the exit code."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.engine = build_engine(settings)
+        self.http_port = 0
+        self.grpc_port = 0
+        self._http: _Server | None = None
+        self._grpc: GrpcEdge | None = None
+        self._grpc_stopping: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = False
+
+    async def run(self, on_ready: Callable[[Service], None] | None = None) -> int:
+        settings = self.settings
+        self._loop = asyncio.get_running_loop()
+        await self.engine.start()
+        config = uvicorn.Config(
+            build_app(self.engine, settings.max_request_bytes),
+            lifespan="off",
+            access_log=False,
+            log_level=settings.log_level,
+            http="httptools",
+            timeout_graceful_shutdown=max(int(settings.drain_timeout_s), 1),
+            server_header=False,
+            date_header=False,
+        )
+        self._http = _Server(config)
+        self._http.should_exit = self._stop_requested
+        sock = bind(settings.host, settings.http_port, reuse_port=settings.workers > 1)
+        self.http_port = sock.getsockname()[1]
+        self._grpc = build_grpc_server(self.engine, settings)
+        self.grpc_port = self._grpc.port
+        await self._grpc.start()
+        log.info(
+            "HTTP on http://%s:%d, gRPC on %s (models: %s)",
+            settings.host,
+            self.http_port,
+            self._grpc.address,
+            ", ".join(self.engine.repository.names()),
+        )
+        if self._stop_requested:
+            self._stop_grpc()
+        if on_ready is not None:
+            on_ready(self)
+        try:
+            await self._http.serve(sockets=[sock])
+        finally:
+            # Both edges drain at once (stop() started gRPC's); then the engine's queues.
+            self._stop_grpc()
+            if self._grpc_stopping is not None:
+                await self._grpc_stopping
+            drained = await self.engine.stop()
+        log.info("stopped%s", "" if drained else " (drain timed out)")
+        return 0 if drained else 1
+
+    def stop(self) -> None:
+        """Stop accepting; requests already accepted finish (bounded by the drain timeout)."""
+        self._stop_requested = True
+        if self._http is not None:
+            self._http.should_exit = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop_grpc)
+
+    def _stop_grpc(self) -> None:
+        """On the loop: gRPC refuses new calls and gives running ones the drain timeout."""
+        if self._grpc is not None and self._grpc_stopping is None:
+            stopping = self._grpc.stop(self.settings.drain_timeout_s)
+            self._grpc_stopping = asyncio.ensure_future(stopping)
+
+
+async def serve(settings: ServerSettings) -> int:
+    """Serve until SIGTERM/SIGINT, then drain; the process's exit code."""
+    service = Service(settings)
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("received %s: draining", sig.name)
+        service.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await service.run()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+
+
+def _worker(settings: ServerSettings) -> None:
+    configure_logging(settings)
+    sys.exit(run_worker(settings))
+
+
+def run_worker(settings: ServerSettings) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(serve(settings))
+    except ImportError:
+        return asyncio.run(serve(settings))
+
+
+def run(settings: ServerSettings) -> int:
+    """Run one worker in this process, or ``workers`` child processes and wait for them."""
+    configure_logging(settings)
+    if settings.workers == 1:
+        return run_worker(settings)
+    if settings.http_port == 0 or settings.grpc_port == 0:
+        log.error("--workers > 1 needs fixed ports (they are shared with SO_REUSEPORT)")
+        return 2
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_worker, args=(settings,), name=f"sluice-worker-{i}")
+        for i in range(settings.workers)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(_sig: int, _frame: object) -> None:
+        for child in children:
+            if child.is_alive():
+                child.terminate()  # SIGTERM: each worker drains on its own
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
+    return max((child.exitcode or 0) for child in children)
+
+
+def configure_logging(settings: ServerSettings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )

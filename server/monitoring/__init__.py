@@ -1,0 +1,1 @@
+"""Drift monitoring: reference baselines, drift statistics and reports (numba kernels below)."""

@@ -1,0 +1,102 @@
+"""Arrow data in, numpy arrays and category counts out.
+
+Reading goes through ``pyarrow.dataset``, so a file, a directory of files or an ``s3://`` path
+all work, and only the requested columns are read. Every pyarrow error is translated to
+``InvalidInput`` in ``_arrow_errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from server.errors import InvalidInput
+
+FeatureKind = Literal["numeric", "categorical"]
+FloatArray = npt.NDArray[np.float64]
+
+_ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
+
+
+@contextmanager
+def _arrow_errors(path: str) -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{path}: no such file or directory") from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise InvalidInput(f"{path}: cannot read as Parquet or Arrow: {exc}") from exc
+
+
+def read_table(path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read ``columns`` (all when None) of a Parquet or Arrow IPC file or directory.
+
+    Columns missing from the data are left out rather than failing the read; callers report
+    them per feature.
+    """
+    file_format = "arrow" if path.lower().endswith(_ARROW_SUFFIXES) else "parquet"
+    with _arrow_errors(path):
+        dataset = ds.dataset(path, format=file_format)
+        present = set(dataset.schema.names)
+        wanted = None if columns is None else [name for name in columns if name in present]
+        table = dataset.to_table(columns=wanted)
+    # The Parquet reader's scratch (decompression, pre-buffering) stays in Arrow's allocator
+    # after the read: 194 MiB on top of a 310 MiB input in the drift benchmark, 55 MiB after
+    # releasing it.
+    pa.default_memory_pool().release_unused()
+    return table
+
+
+def feature_kind(arrow_type: pa.DataType) -> FeatureKind | None:
+    """How a column is profiled: numbers are numeric; strings, dictionaries and booleans are
+    categorical; anything else (timestamps, lists, binary) is not supported."""
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return "numeric"
+    if (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_dictionary(arrow_type)
+        or pa.types.is_boolean(arrow_type)
+    ):
+        return "categorical"
+    return None
+
+
+def numeric_chunks(column: pa.ChunkedArray) -> list[FloatArray]:
+    """The column's chunks as float64 arrays with nulls as NaN.
+
+    Zero-copy for float64 chunks without nulls (the common Parquet case); other chunks are
+    copied once each (integers widened, nulls filled). Chunks are not concatenated: the
+    kernels compact them straight into one buffer, which saves a full copy of the column.
+    """
+    arrays: list[FloatArray] = []
+    for chunk in column.chunks:
+        if chunk.type == pa.float64() and chunk.null_count == 0:
+            arrays.append(chunk.to_numpy(zero_copy_only=True))
+            continue
+        as_float = pc.cast(chunk, pa.float64()) if chunk.type != pa.float64() else chunk
+        filled = pc.fill_null(as_float, np.nan) if as_float.null_count else as_float
+        arrays.append(filled.to_numpy(zero_copy_only=False))
+    return arrays
+
+
+def category_counts(column: pa.ChunkedArray) -> tuple[dict[str, int], int]:
+    """``({category: count}, nulls)`` over the column; categories are rendered as strings."""
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    counts: dict[str, int] = {}
+    if len(column) > 0:
+        for entry in pc.value_counts(column).to_pylist():
+            value = entry["values"]
+            if value is None:
+                continue
+            key = str(value).lower() if isinstance(value, bool) else str(value)
+            counts[key] = counts.get(key, 0) + int(entry["counts"])
+    return counts, column.null_count

@@ -1,0 +1,93 @@
+"""``sluice score``: argparse → ``ScoreOptions`` → ``server.scoring.score``; no logic here.
+
+``python -m server.score_cli ...`` runs the same command without the main CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from server.errors import SluiceError
+from server.scoring.options import DEFAULT_BATCH_SIZE, ScoreOptions
+
+
+def add_score_parser(subparsers: Any) -> None:
+    """Add the ``score`` subcommand to a ``add_subparsers()`` object."""
+    parser = subparsers.add_parser(
+        "score",
+        help="score Parquet/Arrow files with a model into Parquet (resumable)",
+        description="Score Parquet/Arrow files with an ONNX model into one Parquet file per "
+        "input. Rerunning the same command resumes; prints a JSON summary.",
+    )
+    add_score_arguments(parser)
+    parser.set_defaults(run=run_score)
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="PATH to a .onnx file, or NAME[:VERSION]")
+    parser.add_argument("--repository", type=Path, help="model repository REPO for NAME[:VERSION]")
+    parser.add_argument("--input", required=True, nargs="+", type=Path, help="files or folders")
+    parser.add_argument("--output", required=True, type=Path, help="output directory")
+    parser.add_argument("--features", type=_names, help="feature columns, comma-separated")
+    parser.add_argument("--keep", type=_names, default=(), help="columns copied to the output")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per run")
+    parser.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    parser.add_argument("--max-errors", type=int, help="abort after more skipped rows than this")
+    parser.add_argument("--overwrite", action="store_true", help="replace a different job's output")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument("--instances", type=int, help="concurrent ONNX Runtime runs")
+    parser.add_argument("--intra-op-threads", type=int, help="ONNX Runtime threads per run")
+    parser.add_argument("--read-ahead", type=int, default=4, help="batches read ahead")
+    parser.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+
+
+def options_from_args(args: argparse.Namespace) -> ScoreOptions:
+    return ScoreOptions(
+        model=args.model,
+        repository=args.repository,
+        inputs=tuple(args.input),
+        output=args.output,
+        features=args.features,
+        keep=args.keep,
+        batch_size=args.batch_size,
+        on_error=args.on_error,
+        max_errors=args.max_errors,
+        overwrite=args.overwrite,
+        engine=args.engine,
+        instances=args.instances,
+        intra_op_threads=args.intra_op_threads,
+        read_ahead=args.read_ahead,
+        progress=not args.no_progress,
+    )
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """Run the job; print the JSON summary on stdout, or the error on stderr (exit 1)."""
+    from server.scoring import score  # keeps `sluice --help` free of pyarrow and ORT imports
+
+    try:
+        summary = score(options_from_args(args))
+    except SluiceError as exc:
+        print(f"sluice score: error: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sluice score")
+    add_score_arguments(parser)
+    return run_score(parser.parse_args(argv))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""A scoring job from start to summary: resolve, check everything, then hand to an engine.
+
+Every mismatch between the data and the model is found here, before any output is written:
+the mapping is planned from the first input's schema and every other input is checked
+against it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TextIO
+
+from server.engine.session import OrtSession
+from server.errors import ConfigError
+from server.scoring.inputs import InputFile, discover
+from server.scoring.local_engine import LocalEngine, Pending
+from server.scoring.manifest import JobIdentity, Manifest
+from server.scoring.mapping import build_mapping
+from server.scoring.model_ref import resolve_model
+from server.scoring.options import ScoreOptions
+from server.scoring.policy import ErrorPolicy
+from server.scoring.progress import Progress, Summary
+from server.scoring.scorer import Scorer
+from server.scoring.tally import Tally
+from server.scoring.threads import scoring_runtime
+
+
+def score(options: ScoreOptions, stream: TextIO | None = None) -> Summary:
+    """Run the job ``options`` describe and return its summary; ``stream`` gets the bar."""
+    started = time.monotonic()
+    model = resolve_model(options.model, options.repository)
+    files = discover(options.inputs)
+    _check_output_location(options.output, options.inputs)
+    runtime = scoring_runtime(model.runtime, options, os.cpu_count() or 1)
+    session = OrtSession(model.path, runtime, model.name)
+    mapping = build_mapping(files[0].schema(), session.inputs, options.features, options.keep)
+    for file in files[1:]:
+        mapping.check(file.schema(), str(file.path))
+    scorer = Scorer(session, mapping)
+    identity = JobIdentity(
+        model_sha256=model.sha256,
+        inputs=[{"path": str(f.path), "size": f.size} for f in files],
+        features=[c for s in mapping.sources for c in s.columns],
+        keep=list(mapping.keep),
+    )
+    manifest = Manifest(options.output, identity, options.overwrite)
+    try:
+        names = output_names(files)
+        pending = [
+            Pending(f, names[f.path]) for f in files if not manifest.is_finished(str(f.path))
+        ]
+        earlier = sum(e["rows_skipped"] for e in manifest.finished.values())
+        policy = ErrorPolicy(options.on_error, options.max_errors, earlier)
+        progress = Progress(sum(p.file.count_rows() for p in pending), stream)
+        progress.enabled = progress.enabled and options.progress
+        if options.engine == "ray":
+            from server.scoring.ray_engine import RayEngine  # optional dependency
+
+            tally = RayEngine(model, runtime, mapping, options).run(
+                pending, manifest, policy, progress
+            )
+        else:
+            if runtime.warmup:
+                session.warmup(min(options.batch_size, 64))
+            engine = LocalEngine(scorer, runtime.instances, options.batch_size, options.read_ahead)
+            tally = engine.run(pending, manifest, policy, progress)
+        progress.close()
+    finally:
+        manifest.close()
+    return _summary(options, files, tally, time.monotonic() - started)
+
+
+def output_names(files: list[InputFile]) -> dict[Path, str]:
+    """One output name per input: its stem, with ``-1``, ``-2``… where stems collide."""
+    names: dict[Path, str] = {}
+    used: set[str] = set()
+    for file in files:
+        stem, n = file.path.stem, 0
+        name = f"{stem}.parquet"
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}.parquet"
+        used.add(name)
+        names[file.path] = name
+    return names
+
+
+def _check_output_location(output: Path, inputs: tuple[Path, ...]) -> None:
+    target = output.resolve()
+    for path in inputs:
+        source = path.resolve()
+        if target == source or (source.is_dir() and target.is_relative_to(source)):
+            raise ConfigError(
+                f"--output {output} is inside --input {path}: a rerun would read its own output"
+            )
+
+
+def _summary(
+    options: ScoreOptions, files: list[InputFile], tally: Tally, seconds: float
+) -> Summary:
+    return Summary(
+        output=str(options.output),
+        engine=options.engine,
+        files=len(files),
+        files_scored=tally.files,
+        files_resumed=len(files) - tally.files,
+        rows_read=tally.rows_read,
+        rows_scored=tally.rows_scored,
+        rows_skipped=tally.rows_skipped,
+        seconds=round(seconds, 3),
+        rows_per_second=round(tally.rows_scored / seconds, 1) if seconds > 0 else 0.0,
+        copied_bytes=tally.copied_bytes,
+    )

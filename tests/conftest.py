@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import models
+from tests.live import LiveServer
+
+DATATYPES = list(models.ONNX_TYPES)
+
+SLOW_CONFIG = """
+[batching]
+max_batch_size = 64
+max_queue_size = 2
+"""
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("repo")
+    built = {f"identity_{dt.lower()}": models.identity(dt) for dt in DATATYPES}
+    built.update(
+        add_sub=models.add_sub(),
+        fixed=models.fixed_batch(),
+        failing=models.failing(),
+        mlp=models.small_mlp(),
+        slow=models.slow(),
+    )
+    # The failing model would fail its warm-up (1 row); it must load to fail at run time.
+    configs = {"slow": SLOW_CONFIG, "failing": "[runtime]\nwarmup = false\n"}
+    return models.write_repository(root, built, configs)
+
+
+@pytest.fixture(scope="session")
+def server(repository: Path) -> Iterator[LiveServer]:
+    with LiveServer(repository, max_request_bytes=1024 * 1024) as live:
+        yield live

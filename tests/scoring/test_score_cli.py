@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from server.score_cli import main
+from server.scoring.progress import Progress
+
+
+def test_main_prints_the_json_summary(
+    model_path: Path, inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--model", str(model_path), "--input", str(inputs), "--output", str(tmp_path / "o")]
+    assert main([*argv, "--keep", "id", "--batch-size", "512"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["rows_scored"] == 2100 and summary["rows_skipped"] == 0
+    assert captured.err == ""  # not a terminal: no progress bar
+
+
+def test_main_reports_errors_on_stderr(
+    model_path: Path, inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--model", str(model_path), "--input", str(inputs), "--output", str(tmp_path / "o")]
+    assert main(argv) == 1
+    assert "takes 8 features, but 9 columns" in capsys.readouterr().err
+
+
+def test_repository_name_resolves_to_latest_version(
+    model_path: Path, inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    for version in ("2", "10"):
+        (repo / "mlp" / version).mkdir(parents=True)
+        (repo / "mlp" / version / "model.onnx").write_bytes(model_path.read_bytes())
+    out = tmp_path / "o"
+    argv = ["--model", "mlp", "--repository", str(repo), "--input", str(inputs)]
+    assert main([*argv, "--output", str(out), "--keep", "id"]) == 0
+    assert main([*argv[:1], "mlp:3", *argv[2:], "--output", str(out), "--keep", "id"]) == 1
+    assert "has no version 3" in capsys.readouterr().err
+
+
+def test_progress_line() -> None:
+    progress = Progress(1000, io.StringIO())
+    progress.advance(250, skipped=2)
+    line = progress.line(elapsed=0.5)
+    assert "scored 250/1,000 rows ( 25.0%)" in line
+    assert "500 rows/s" in line and "ETA 00:02" in line and "2 skipped" in line
