@@ -15,6 +15,7 @@ serving a canned ModelInfer response.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -34,6 +35,7 @@ from benchmarks.serve_bench import environment, log, write_bodies
 
 RESULTS = Path(__file__).with_name("results")
 GRPC1, JSON1 = "grpc-raw-1", "json-1"
+MODES = {True: "servers up together, taking turns each round", False: "servers one at a time"}
 
 
 def _ints(text: str) -> list[int]:
@@ -47,6 +49,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     p.add_argument("--repeats", type=int, default=3, help="runs per point (median)")
     p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="run all servers at once and take turns, one run per point per round",
+    )
     p.add_argument("--threads", type=int, default=1, help="h2load / wrk threads")
     p.add_argument("--mlserver-workers", type=_ints, default=[1], help="parallel_workers")
     p.add_argument("--mlserver-batch-time", type=float, default=0.002, help="seconds")
@@ -73,44 +80,43 @@ def check_grpc(server: Server, payload: Payload, expected: Any, wait_s: float = 
             time.sleep(1)
 
 
+Store = dict[tuple[str, str, int], list[Run]]
+
+
+def _log(server: str, payload: str, conns: int, run: Run) -> None:
+    log(
+        f"{server:14} {payload:10} c={conns:<3} {run.rps:9,.0f} req/s "
+        f"p50 {run.p50_ms:7.2f} p99 {run.p99_ms:7.2f} ms errors {run.errors}"
+    )
+
+
 def grpc_sweep(
-    server: Server, body: Path, size: int, args: argparse.Namespace, name: str | None = None
-) -> list[Point]:
+    server: Server, body: Path, size: int, args: argparse.Namespace, store: Store, repeats: int
+) -> None:
     port = server.grpc_port or server.http_port
     h2load.run(HOST, port, body, size, 16, args.warmup, threads=args.threads)
-    points = []
     for conns in args.concurrency:
-        runs = [
-            h2load.run(HOST, port, body, size, conns, args.duration, threads=args.threads)
-            for _ in range(args.repeats)
-        ]
-        point = Point.of(name or server.name, GRPC1, 1, conns, runs)
-        log(
-            f"{point.server:14} {GRPC1:10} c={conns:<3} {point.rps:9,.0f} req/s "
-            f"p50 {point.p50_ms:7.2f} p99 {point.p99_ms:7.2f} ms errors {point.errors}"
-        )
-        points.append(point)
-    return points
+        for _ in range(repeats):
+            run = h2load.run(HOST, port, body, size, conns, args.duration, threads=args.threads)
+            store.setdefault((server.name, GRPC1, conns), []).append(run)
+            _log(server.name, GRPC1, conns, run)
 
 
 def http_sweep(
-    server: Server, payload: Payload, body: Path, args: argparse.Namespace
-) -> list[Point]:
+    server: Server,
+    payload: Payload,
+    body: Path,
+    args: argparse.Namespace,
+    store: Store,
+    repeats: int,
+) -> None:
     url = f"http://{HOST}:{server.http_port}/v2/models/{server.model}/infer"
     wrk.run(url, payload, body, 16, args.warmup, args.threads)
-    points = []
     for conns in args.concurrency:
-        runs = [
-            wrk.run(url, payload, body, conns, args.duration, args.threads)
-            for _ in range(args.repeats)
-        ]
-        point = Point.of(server.name, JSON1, 1, conns, runs)
-        log(
-            f"{point.server:14} {JSON1:10} c={conns:<3} {point.rps:9,.0f} req/s "
-            f"p50 {point.p50_ms:7.2f} p99 {point.p99_ms:7.2f} ms errors {point.errors}"
-        )
-        points.append(point)
-    return points
+        for _ in range(repeats):
+            run = wrk.run(url, payload, body, conns, args.duration, args.threads)
+            store.setdefault((server.name, JSON1, conns), []).append(run)
+            _log(server.name, JSON1, conns, run)
 
 
 def plan(args: argparse.Namespace) -> list[Server]:
@@ -175,7 +181,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{', '.join(f'{x:.2f}' for x in result['loadavg_end'])}. ONNX Runtime "
         f"{env['onnxruntime']}, {env['h2load']}, {env['wrk']}; commit `{env['commit']}`.",
         "",
-        f"Each point: median of {args['repeats']} x {args['duration']:g} s runs; gRPC by h2load "
+        f"Each point: median of {args['repeats']} x {args['duration']:g} s runs "
+        f"({MODES[bool(args['interleave'])]}); gRPC by h2load "
         "(c HTTP/2 connections, 1 request in flight each, 1-row ModelInfer with "
         "raw_input_contents), HTTP JSON by wrk. Every server runs ORT with 1 intra-op thread, "
         "spinning off.",
@@ -222,7 +229,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     json1 = payloads.json_payload(1)
     expected = reference.run(None, {"input": json1.inputs})[0]
-    points: list[Point] = []
     bodies: dict[str, Path] = write_bodies([json1])
     if not args.no_ceiling:
         frame = payloads.grpc_frame(servers.MODEL, 1)
@@ -235,20 +241,48 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
         result["ceiling"] = {"concurrency": top, "rps": run.rps}
         log(f"h2load ceiling (nghttpd canned answer, c={top}): {run.rps:,.0f} req/s")
-    for server in plan(args):
-        log(f"starting {server.name}")
-        frame = payloads.grpc_frame(server.model, 1)
-        body = write_bodies([frame])[frame.name]
-        try:
-            with servers.running(server):
-                size = check_grpc(server, frame, expected)
-                points += grpc_sweep(server, body, size, args)
-                if server.name.startswith("sluice") and not args.no_http:
-                    payloads.check_http(HOST, server.http_port, server.model, json1, expected)
-                    points += http_sweep(server, json1, bodies[JSON1], args)
-        except Exception as exc:  # one broken server must not lose the others' numbers
-            traceback.print_exc()
-            result["failures"].append(f"{server.name}: {type(exc).__name__}: {exc}"[:500])
+    store: Store = {}
+    frame = payloads.grpc_frame(servers.MODEL, 1)
+    body = write_bodies([frame])[frame.name]
+
+    def measure(server: Server, size: int, repeats: int) -> None:
+        grpc_sweep(server, body, size, args, store, repeats)
+        if server.name.startswith("sluice") and not args.no_http:
+            http_sweep(server, json1, bodies[JSON1], args, store, repeats)
+
+    def check(server: Server) -> int:
+        size = check_grpc(server, frame, expected)
+        if server.name.startswith("sluice") and not args.no_http:
+            payloads.check_http(HOST, server.http_port, server.model, json1, expected)
+        return size
+
+    def failed(server: Server, exc: Exception) -> None:
+        traceback.print_exc()
+        result["failures"].append(f"{server.name}: {type(exc).__name__}: {exc}"[:500])
+
+    if args.interleave:
+        with contextlib.ExitStack() as stack:
+            alive: list[tuple[Server, int]] = []
+            for server in plan(args):
+                log(f"starting {server.name}")
+                try:
+                    stack.enter_context(servers.running(server))
+                    alive.append((server, check(server)))
+                except Exception as exc:
+                    failed(server, exc)
+            for rnd in range(args.repeats):
+                log(f"round {rnd + 1}/{args.repeats}")
+                for server, size in alive:
+                    measure(server, size, 1)
+    else:
+        for server in plan(args):
+            log(f"starting {server.name}")
+            try:
+                with servers.running(server):
+                    measure(server, check(server), args.repeats)
+            except Exception as exc:  # one broken server must not lose the others' numbers
+                failed(server, exc)
+    points = [Point.of(name, kind, 1, c, runs) for (name, kind, c), runs in store.items()]
     result["points"] = [p.to_json() for p in points]
     result["loadavg_end"] = os.getloadavg()
     result["ratios"] = ratios(points)

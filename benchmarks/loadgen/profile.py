@@ -17,13 +17,23 @@ from typing import Any
 
 # (role, pattern on "function (file:line)"), first match wins, tested innermost frame first.
 ROLES: list[tuple[str, re.Pattern[str]]] = [
+    # A pool thread parked in work_queue.get / submit: waking up and taking the GIL back.
+    (
+        "thread-pool handoff (queue wait, GIL re-acquire)",
+        re.compile(r"concurrent/futures/thread\.py"),
+    ),
+    # uvloop's run loop in C: epoll, socket reads/writes, callback dispatch.
+    ("event loop (uvloop C: I/O, scheduling)", re.compile(r"^Runner\.run \(asyncio/runners")),
     ("json codec", re.compile(r"json|codecs/", re.I)),
-    ("http parsing (uvicorn/httptools/h11)", re.compile(r"uvicorn/protocols|httptools|h11")),
+    (
+        "http protocol (uvicorn httptools: parse, write)",
+        re.compile(r"uvicorn/protocols|httptools|h11"),
+    ),
     ("asgi/starlette routing", re.compile(r"starlette/|uvicorn/middleware")),
     ("grpc", re.compile(r"grpc")),
     ("batcher/engine", re.compile(r"server/engine|batcher")),
     ("numpy", re.compile(r"numpy/")),
-    ("event loop (asyncio/uvloop)", re.compile(r"asyncio/|uvloop|selectors")),
+    ("event loop (asyncio Python)", re.compile(r"asyncio/|uvloop|selectors")),
     ("sluice edge", re.compile(r"server/")),
 ]
 ORT = re.compile(r"onnxruntime")
@@ -61,7 +71,8 @@ def record(pid: int, duration_s: float, output: Path, rate: int = 250) -> Path:
 
 
 def _frames(stack: str) -> list[str]:
-    return [f for f in stack.split(";") if f]
+    """Code frames only: py-spy's ``process N:"cmdline"`` and thread labels are dropped."""
+    return [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
 
 
 def role(frames: list[str]) -> str:
