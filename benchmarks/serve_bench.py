@@ -129,10 +129,13 @@ def ceiling(body: Path, payload: Payload, args: argparse.Namespace) -> dict[str,
     return {"concurrency": conns, "rps": run.rps, "p99_ms": run.p99_ms}
 
 
+CORES = os.cpu_count() or 1
+# (label, intra-op threads per session or None for ORT's defaults, concurrent sessions)
 LIMIT_CONFIGS = (
-    ("ort_default", None),  # ORT's defaults: one thread per core, spinning on
-    ("ort_all_cores_no_spin", os.cpu_count() or 1),
-    ("ort_1_thread", 1),
+    ("ort_default", None, 1),  # one intra-op thread per core, spinning on
+    ("ort_all_cores_no_spin", CORES, 1),
+    ("ort_1_thread", 1, 1),
+    (f"ort_1_thread_x{CORES}_sessions", 1, CORES),
 )
 LimitRuns = dict[str, list[float]]
 
@@ -140,10 +143,10 @@ LimitRuns = dict[str, list[float]]
 def measure_limit(store: LimitRuns, repeats: int, duration_s: float) -> None:
     """Raw in-process ORT at batch 64 in each configuration; rows/s runs appended."""
     model = servers.model_file()
-    for label, threads in LIMIT_CONFIGS:
-        median, runs = ort_limit.rows_per_s(model, 64, threads, duration_s, repeats)
+    for label, threads, sessions in LIMIT_CONFIGS:
+        median, runs = ort_limit.rows_per_s(model, 64, threads, duration_s, repeats, sessions)
         store.setdefault(label, []).extend(runs)
-        log(f"limit {label:21} batch 64: {median:,.0f} rows/s")
+        log(f"limit {label:26} batch 64: {median:,.0f} rows/s")
 
 
 def limit_result(store: LimitRuns) -> dict[str, Any]:
@@ -371,7 +374,7 @@ def markdown(result: dict[str, Any]) -> str:
         lim = result["limit"]
         configs = ", ".join(
             f"{label.removeprefix('ort_').replace('_', ' ')} {lim[label]['rows_per_s']:,.0f}"
-            for label, _ in LIMIT_CONFIGS
+            for label, _, _ in LIMIT_CONFIGS
             if label in lim
         )
         lines.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -27,19 +28,33 @@ def rows_per_s(
     intra_threads: int | None = None,
     duration_s: float = 3.0,
     repeats: int = 3,
+    sessions: int = 1,
 ) -> tuple[float, list[float]]:
-    """Median rows/s of ``session.run`` in a tight loop at ``batch`` rows, and every run."""
-    sess = session(path, intra_threads)
-    name = sess.get_inputs()[0].name
+    """Median rows/s of ``session.run`` in a tight loop at ``batch`` rows, and every run.
+
+    ``sessions > 1`` runs that many sessions at once, one Python thread each (ORT releases the
+    GIL in ``run``): the machine's limit when each session has one intra-op thread.
+    """
+    pool = [session(path, intra_threads) for _ in range(sessions)]
+    name = pool[0].get_inputs()[0].name
     x = np.random.default_rng(0).standard_normal((batch, 256)).astype(np.float32)
-    for _ in range(20):
-        sess.run(None, {name: x})
+    for sess in pool:
+        for _ in range(20):
+            sess.run(None, {name: x})
     runs = []
     for _ in range(repeats):
-        n = 0
+        counts = [0] * sessions
         start = time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < duration_s:
-            sess.run(None, {name: x})
-            n += 1
-        runs.append(n * batch / elapsed)
+
+        def loop(i: int, start: float = start, counts: list[int] = counts) -> None:
+            while time.perf_counter() - start < duration_s:
+                pool[i].run(None, {name: x})
+                counts[i] += 1
+
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        runs.append(sum(counts) * batch / (time.perf_counter() - start))
     return statistics.median(runs), runs
