@@ -20,13 +20,14 @@ import datetime as dt
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loadgen import h2load, payloads, wrk
+from benchmarks.loadgen import h2load, payloads, profile, wrk
 from benchmarks.loadgen.payloads import Payload
 from benchmarks.loadgen.stats import Point, Run, best, ratio, table
 from benchmarks.peers import ort_limit, servers
@@ -60,6 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sluice-workers", type=_ints, default=[2])
     p.add_argument("--sluice-python", default=sys.executable)
     p.add_argument("--sluice-arg", action="append", default=[])
+    p.add_argument("--profile", type=float, default=0.0, help="py-spy seconds on Sluice gRPC, c=64")
     p.add_argument("--no-http", action="store_true", help="skip Sluice's HTTP JSON path")
     p.add_argument("--no-ceiling", action="store_true")
     p.add_argument("--no-save", action="store_true")
@@ -117,6 +119,27 @@ def http_sweep(
             run = wrk.run(url, payload, body, conns, args.duration, args.threads)
             store.setdefault((server.name, JSON1, conns), []).append(run)
             _log(server.name, JSON1, conns, run)
+
+
+def run_profile(
+    server: Server, proc: Any, body: Path, size: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """py-spy on the server's processes while h2load holds c=64 with 1-row ModelInfer."""
+    assert server.grpc_port is not None
+    out = servers.WORK / f"profile-grpc-{server.name}.txt"
+    load = threading.Thread(
+        target=h2load.run,
+        args=(HOST, server.grpc_port, body, size, 64, args.profile + 4),
+        kwargs={"threads": args.threads},
+    )
+    load.start()
+    time.sleep(2)
+    profile.record(proc.pid, args.profile, out)
+    load.join()
+    summary = profile.summarize(out)
+    summary["server"] = server.name
+    log(f"profile {server.name} (gRPC): {summary['roles']}")
+    return summary
 
 
 def plan(args: argparse.Namespace) -> list[Server]:
@@ -206,6 +229,13 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     if result.get("failures"):
         lines += ["## Failures", ""] + [f"- {f}" for f in result["failures"]] + [""]
+    for summary in result.get("profiles", []):
+        lines += [
+            f"## Profile: {summary['server']} gRPC at c=64",
+            "",
+            profile.markdown(summary),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -226,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "environment": env,
         "args": dict(vars(args)),
         "failures": [],
+        "profiles": [],
     }
     json1 = payloads.json_payload(1)
     expected = reference.run(None, {"input": json1.inputs})[0]
@@ -262,24 +293,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     if args.interleave:
         with contextlib.ExitStack() as stack:
-            alive: list[tuple[Server, int]] = []
+            alive: list[tuple[Server, int, Any]] = []
             for server in plan(args):
                 log(f"starting {server.name}")
                 try:
-                    stack.enter_context(servers.running(server))
-                    alive.append((server, check(server)))
+                    proc = stack.enter_context(servers.running(server))
+                    alive.append((server, check(server), proc))
                 except Exception as exc:
                     failed(server, exc)
             for rnd in range(args.repeats):
                 log(f"round {rnd + 1}/{args.repeats}")
-                for server, size in alive:
+                for server, size, _ in alive:
                     measure(server, size, 1)
+            for server, size, proc in alive:
+                if args.profile and server.name.startswith("sluice"):
+                    result["profiles"].append(run_profile(server, proc, body, size, args))
     else:
         for server in plan(args):
             log(f"starting {server.name}")
             try:
-                with servers.running(server):
-                    measure(server, check(server), args.repeats)
+                with servers.running(server) as proc:
+                    size = check(server)
+                    measure(server, size, args.repeats)
+                    if args.profile and server.name.startswith("sluice"):
+                        result["profiles"].append(run_profile(server, proc, body, size, args))
             except Exception as exc:  # one broken server must not lose the others' numbers
                 failed(server, exc)
     points = [Point.of(name, kind, 1, c, runs) for (name, kind, c), runs in store.items()]
