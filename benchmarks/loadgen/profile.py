@@ -44,8 +44,13 @@ def py_spy() -> str:
     return found
 
 
-def record(pid: int, duration_s: float, output: Path, rate: int = 250) -> Path:
-    """Sample ``pid`` and its children for ``duration_s``; write py-spy's folded stacks."""
+def record(
+    pid: int, duration_s: float, output: Path, rate: int = 250, native: bool = False
+) -> Path:
+    """Sample ``pid`` and its children for ``duration_s``; write py-spy's folded stacks.
+
+    ``native`` adds C/C++ frames (ORT, uvloop, grpc core) below the Python ones.
+    """
     subprocess.run(
         [
             py_spy(),
@@ -53,7 +58,8 @@ def record(pid: int, duration_s: float, output: Path, rate: int = 250) -> Path:
             "--pid",
             str(pid),
             "--subprocesses",
-            "--nonblocking",
+            # Native unwinding needs the process paused while sampled.
+            *(["--native"] if native else ["--nonblocking"]),
             "--rate",
             str(rate),
             "--duration",
