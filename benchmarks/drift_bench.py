@@ -110,13 +110,16 @@ def _measure(read: Any, compute: Any, runs: int, after: Any = None) -> dict[str,
     cpus: list[float] = []
     peak_kib = 0
     read_kib = 0
+    after_read_kib = 0
     input_bytes = 0
     result: Any = None
 
     def one_run() -> Any:
-        nonlocal peak_kib, input_bytes, read_kib
+        nonlocal peak_kib, input_bytes, read_kib, after_read_kib
         read_s, (inputs, size) = _timed(read)
         input_bytes = size
+        if not reads:
+            after_read_kib = _rss_kib("VmRSS")
         _reset_peak()
         cpu_start = time.process_time()
         compute_s, output = _timed(lambda: compute(*inputs))
@@ -139,6 +142,7 @@ def _measure(read: Any, compute: Any, runs: int, after: Any = None) -> dict[str,
         "compute_cpu_s": cpus,
         "base_rss_kib": base_kib,
         "peak_rss_kib": peak_kib,
+        "rss_after_read_kib": after_read_kib,
         "rss_after_compute_kib": read_kib,
         "input_bytes": input_bytes,
         "result": result,
@@ -204,7 +208,7 @@ def worker_scipy(reference_path: str, current_path: str, runs: int) -> dict[str,
     from scipy.spatial.distance import jensenshannon
     from scipy.stats import ks_2samp, wasserstein_distance
 
-    deciles = np.linspace(0.1, 0.9, 9)
+    deciles = np.arange(1, 10) / 10
 
     def psi(p: Any, q: Any) -> float:
         p = np.where(p == 0, 1e-4, p)
@@ -346,7 +350,9 @@ def markdown(summary: dict[str, Any]) -> str:
         f"{summary['rows']:,} reference x {summary['rows']:,} current rows x "
         f"{summary['features']} float64 features; {summary['cpu_count']} cores "
         f"({summary['cpu']}); medians of {summary['runs']['sluice']} Sluice runs, "
-        f"{summary['runs']['peers']} per peer.",
+        f"{summary['runs']['peers']} per peer. 1-minute load average "
+        f"{summary['load_average_before'][0]:.1f} before, {summary['load_average_after'][0]:.1f} "
+        "after (other work shared the machine when it exceeds the core count).",
         "",
         "| system | compute s | compute CPU s | read s | end to end s | peak above start MiB "
         "| peak / input |",
@@ -393,6 +399,7 @@ def main() -> None:
         return
 
     paths = make_data(args.workdir, args.rows, args.features, args.seed)
+    load_before = os.getloadavg()
     results: dict[str, Any] = {}
     chosen = set(args.systems.split(","))
     results["sluice"] = run_worker(sys.executable, "sluice", paths, args.runs)
@@ -410,6 +417,9 @@ def main() -> None:
         "features": args.features,
         "runs": {"sluice": args.runs, "peers": args.peer_runs},
         "cpu_count": os.cpu_count(),
+        # The machine is shared: a load average above the core count means other work ran.
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "cpu": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "systems": systems,

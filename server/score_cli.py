@@ -75,6 +75,12 @@ def run_score(args: argparse.Namespace) -> int:
     except SluiceError as exc:
         print(f"sluice score: error: {exc.message}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the output directory: permissions, a full disk
+        print(f"sluice score: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sluice score: interrupted; run the same command to resume", file=sys.stderr)
+        return 130
     print(json.dumps(summary))
     return 0
 

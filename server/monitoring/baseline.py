@@ -23,6 +23,7 @@ from server.errors import ConfigError, InvalidInput
 from server.monitoring.columns import category_counts, feature_kind, numeric_chunks
 from server.monitoring.profile import (
     CategoricalProfile,
+    FloatArray,
     NumericProfile,
     categorical_profile,
     numeric_profile,
@@ -59,10 +60,17 @@ class Baseline:
     skipped: Mapping[str, str] = field(default_factory=dict)
 
 
-def profile_column(column: pa.ChunkedArray, options: BaselineOptions, position: int) -> Profile:
-    """Profile one reference column; ``position`` varies the sampling seed per feature."""
+def profile_column(
+    column: pa.ChunkedArray,
+    options: BaselineOptions,
+    position: int,
+    scratch: FloatArray | None = None,
+) -> Profile:
+    """Profile one reference column; ``position`` varies the sampling seed per feature. A
+    numeric profile built with ``scratch`` is valid only until the scratch is reused."""
     if feature_kind(column.type) == "numeric":
-        return numeric_profile(numeric_chunks(column), options.sample_cap, options.seed + position)
+        chunks = numeric_chunks(column)
+        return numeric_profile(chunks, options.sample_cap, options.seed + position, scratch)
     counts, nulls = category_counts(column)
     return categorical_profile(counts, nulls, len(column))
 

@@ -113,10 +113,14 @@ def _edge_labels(edges: FloatArray) -> tuple[str, ...]:
 
 
 def numeric_drift(
-    profile: NumericProfile, chunks: Sequence[FloatArray], rule: DriftRule
+    profile: NumericProfile,
+    chunks: Sequence[FloatArray],
+    rule: DriftRule,
+    scratch: FloatArray | None = None,
 ) -> FeatureDrift:
-    """Compare a current column (chunks of float64, NaN for missing) with its profile."""
-    column = sorted_column(chunks)
+    """Compare a current column (chunks of float64, NaN for missing) with its profile;
+    ``scratch``, when large enough, holds the sorted current values instead of a new array."""
+    column = sorted_column(chunks, scratch)
     current = column.sorted_values
     null_rate_delta = column.nulls / column.rows - profile.null_rate if column.rows else math.nan
     if profile.count == 0:
@@ -141,7 +145,7 @@ def numeric_drift(
         "out_of_range_rate": outside / (column.count + column.nonfinite),
     }
     if column.count <= rule.small_sample_rows:
-        name, drifted = "ks_p_value", _verdict(stats["ks_p_value"], rule.p_value_threshold, True)
+        drifted = _verdict(stats["ks_p_value"], rule.p_value_threshold, True)
         text = f"ks_p_value < {rule.p_value_threshold:g}"
     else:
         name = rule.numeric_statistic

@@ -9,11 +9,13 @@ per thread instead of a full baseline.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
+import numpy as np
 import pyarrow as pa
 
 from server.errors import InvalidInput
@@ -37,7 +39,7 @@ from server.monitoring.drift import (
     failed,
     numeric_drift,
 )
-from server.monitoring.profile import CategoricalProfile, NumericProfile
+from server.monitoring.profile import CategoricalProfile, FloatArray, NumericProfile
 
 NUMERIC_KEYS = (
     "psi",
@@ -51,8 +53,39 @@ NUMERIC_KEYS = (
 CATEGORICAL_KEYS = ("chi2", "chi2_p_value", "js", "linf", "unseen_rate", "null_rate_delta")
 
 
+class HistogramJson(TypedDict):
+    labels: list[str]
+    reference: list[float]
+    current: list[float]
+
+
+class FeatureJson(TypedDict, total=False):
+    """One feature: ``kind``, its statistics (``NUMERIC_KEYS`` or ``CATEGORICAL_KEYS``, null
+    when undefined), the verdict and the rule that decided it; ``error`` when there is no
+    verdict; ``histogram`` when there is data to plot."""
+
+    kind: str
+    psi: float | None
+    js: float | None
+    ks: float | None
+    ks_p_value: float | None
+    wasserstein_normed: float | None
+    null_rate_delta: float | None
+    out_of_range_rate: float | None
+    chi2: float | None
+    chi2_p_value: float | None
+    linf: float | None
+    unseen_rate: float | None
+    drifted: bool | None
+    rule: str
+    reference_rows: int
+    current_rows: int
+    error: str
+    histogram: HistogramJson
+
+
 class ReportJson(TypedDict):
-    features: dict[str, dict[str, Any]]
+    features: dict[str, FeatureJson]
     drift_share: float | None
     dataset_drifted: bool
     skipped: dict[str, str]
@@ -96,12 +129,25 @@ def compare(
             return feature_kind(reference.schema.field(name).type) or "numeric"
         return "numeric"
 
+    # Each worker thread sorts into two buffers it keeps across features. Fresh 8 MB arrays
+    # per feature left up to 230 MiB of freed-but-retained heap in glibc's per-thread arenas
+    # on the 1M x 20 benchmark (peak 1.3x-1.7x the input, varying run to run).
+    scratch = threading.local()
+
+    def buffer(role: str, rows: int) -> FloatArray:
+        held: FloatArray | None = getattr(scratch, role, None)
+        if held is None or held.shape[0] < rows:
+            held = np.empty(rows)
+            setattr(scratch, role, held)
+        return held
+
     def profile_of(name: str) -> Profile | None:
         if isinstance(reference, Baseline):
             return reference.profiles.get(name)
         if name not in positions:
             return None
-        return profile_column(reference.column(name), options, positions[name])
+        column = reference.column(name)
+        return profile_column(column, options, positions[name], buffer("ref", len(column)))
 
     def one(name: str) -> FeatureDrift:
         if name not in current.column_names:
@@ -115,9 +161,13 @@ def compare(
         if current_kind != kind:
             found = current_kind or f"unsupported ({column.type})"
             return failed(kind, f"type changed: {kind} in reference, {found} in current")
-        if isinstance(profile, NumericProfile):
-            return numeric_drift(profile, numeric_chunks(column), rule)
-        counts, nulls = category_counts(column)
+        try:
+            if isinstance(profile, NumericProfile):
+                chunks = numeric_chunks(column)
+                return numeric_drift(profile, chunks, rule, buffer("cur", len(column)))
+            counts, nulls = category_counts(column)
+        except InvalidInput as exc:  # one unreadable column fails that feature, not the run
+            return failed(kind, exc.message)
         return categorical_drift(profile, counts, nulls, rule)
 
     with ThreadPoolExecutor(options.threads) as pool:
@@ -133,7 +183,7 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def feature_json(result: FeatureDrift) -> dict[str, Any]:
+def feature_json(result: FeatureDrift) -> FeatureJson:
     keys = NUMERIC_KEYS if result.kind == "numeric" else CATEGORICAL_KEYS
     body: dict[str, Any] = {"kind": result.kind}
     for key in keys:
@@ -150,7 +200,7 @@ def feature_json(result: FeatureDrift) -> dict[str, Any]:
             "reference": list(result.histogram.reference),
             "current": list(result.histogram.current),
         }
-    return body
+    return cast(FeatureJson, body)
 
 
 def report_json(report: DriftReport) -> ReportJson:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from server.engine.session import OrtSession
 from server.errors import ConfigError
@@ -25,6 +25,14 @@ from server.scoring.progress import Progress, Summary
 from server.scoring.scorer import Scorer
 from server.scoring.tally import Tally
 from server.scoring.threads import scoring_runtime
+
+
+class Engine(Protocol):
+    """Scores the pending inputs, recording each finished one in the manifest."""
+
+    def run(
+        self, pending: list[Pending], manifest: Manifest, policy: ErrorPolicy, progress: Progress
+    ) -> Tally: ...
 
 
 def score(options: ScoreOptions, stream: TextIO | None = None) -> Summary:
@@ -55,17 +63,20 @@ def score(options: ScoreOptions, stream: TextIO | None = None) -> Summary:
         policy = ErrorPolicy(options.on_error, options.max_errors, earlier)
         progress = Progress(sum(p.file.count_rows() for p in pending), stream)
         progress.enabled = progress.enabled and options.progress
+        engine: Engine
         if options.engine == "ray":
-            from server.scoring.ray_engine import RayEngine  # optional dependency
-
-            tally = RayEngine(model, runtime, mapping, options).run(
-                pending, manifest, policy, progress
-            )
+            try:
+                from server.scoring.ray_engine import RayEngine  # optional dependency
+            except ImportError as exc:
+                raise ConfigError(
+                    f"--engine ray needs Ray Data ({exc}); install the extra: sluice[ray]"
+                ) from exc
+            engine = RayEngine(model, runtime, mapping, options)
         else:
             if runtime.warmup:
                 session.warmup(min(options.batch_size, 64))
             engine = LocalEngine(scorer, runtime.instances, options.batch_size, options.read_ahead)
-            tally = engine.run(pending, manifest, policy, progress)
+        tally = engine.run(pending, manifest, policy, progress)
         progress.close()
     finally:
         manifest.close()

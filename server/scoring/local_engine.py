@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from server.errors import InvalidInput
 from server.scoring.inputs import InputFile
 from server.scoring.manifest import ERRORS_DIR, Finished, Manifest
 from server.scoring.policy import ErrorPolicy
@@ -139,7 +140,15 @@ class LocalEngine:
             fragment_readahead=1,
             use_threads=True,
         )
-        yield from scanner.to_batches()
+        batches = scanner.to_batches()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                raise InvalidInput(f"{file.path}: cannot read ({exc})") from exc
+            yield batch
 
     def _write(
         self,

@@ -10,7 +10,7 @@ from kernels.histogram import (
     sorted_bin_counts,
 )
 
-DECILES = np.linspace(0.1, 0.9, 9)
+DECILES = np.arange(1, 10) / 10
 
 
 def _oracle_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

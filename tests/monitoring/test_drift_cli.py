@@ -91,3 +91,19 @@ def test_unwritable_output(
     target = tmp_path / "no" / "such" / "dir" / "r.json"
     assert _sluice(str(reference), str(current), "--json", str(target)) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_directory_datasets(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for name, shift in (("reference", 0.0), ("current", 2.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for part in range(2):
+            table = pa.table({"a": rng.standard_normal(1500) + shift})
+            pq.write_table(table, folder / f"part-{part}.parquet")
+    out = tmp_path / "r.json"
+    code = _sluice(str(tmp_path / "reference"), str(tmp_path / "current"), "--json", str(out))
+    assert code == 0
+    body = json.loads(out.read_text())
+    assert body["features"]["a"]["reference_rows"] == 3000
+    assert body["features"]["a"]["drifted"] is True

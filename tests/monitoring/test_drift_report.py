@@ -102,3 +102,14 @@ def test_nothing_to_compare() -> None:
             DriftRule(),
             OPTIONS,
         )
+
+
+def test_empty_reference_and_empty_current() -> None:
+    empty = pa.table({"x": pa.array([], pa.float64()), "colour": pa.array([], pa.string())})
+    report = compare(empty, _current(), DriftRule(), OPTIONS)
+    assert report.features["x"].error == "reference has no finite values"
+    assert report.features["colour"].error == "reference has no non-null values"
+    report = compare(_reference(), empty, DriftRule(), OPTIONS, ["x", "colour"])
+    assert report.features["x"].error == "current is empty"
+    assert report.features["colour"].error == "current is empty"
+    assert report.dataset_drifted is False

@@ -8,7 +8,7 @@ from scipy.stats import ks_2samp, wasserstein_distance
 from server.monitoring.drift import DriftRule, numeric_drift
 from server.monitoring.profile import numeric_profile
 
-DECILES = np.linspace(0.1, 0.9, 9)
+DECILES = np.arange(1, 10) / 10
 RULE = DriftRule()
 
 

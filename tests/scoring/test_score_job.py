@@ -190,3 +190,11 @@ def test_later_file_missing_a_column_is_found_up_front(
     with pytest.raises(InvalidInput, match=r"part-9\.parquet: column 'f2' is missing"):
         run(model_path, inputs, keep=("id",))
     assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_input_is_a_clear_error(model_path: Path, tmp_path: Path, run: Run) -> None:
+    path = tmp_path / "in" / "broken.parquet"
+    path.parent.mkdir()
+    path.write_bytes(b"PAR1 this is not really parquet")
+    with pytest.raises(InvalidInput, match=r"broken\.parquet: cannot read"):
+        run(model_path, path)
