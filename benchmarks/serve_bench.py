@@ -73,6 +73,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-limit", action="store_true")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--tag", default="", help="appended to the result file names")
+    p.add_argument(
+        "--render", type=Path, help="recompute ratios and the .md of a saved result JSON, then exit"
+    )
     return p.parse_args(argv)
 
 
@@ -241,18 +244,29 @@ def measure_interleaved(
                 result["failures"].append(f"{server.name}: {type(exc).__name__}: {exc}"[:500])
         for rnd in range(args.repeats):
             log(f"round {rnd + 1}/{args.repeats}")
-            if not args.no_limit:
-                measure_limit(limit_runs, 1, min(args.duration, 5.0))
+            limit_due = not args.no_limit
             for server, kinds, _ in alive:
                 for kind in kinds:
+                    # The limit runs right before the first binary-64 sweep it is compared
+                    # with: on a shared machine the noise changes within minutes.
+                    if limit_due and kind == BIN64:
+                        measure_limit(limit_runs, 1, min(args.duration, 5.0))
+                        limit_due = False
                     levels = args.concurrency if kind == JSON1 else args.batch_concurrency
                     sweep(server, items[kind], bodies[kind], levels, args, store, 1)
+            if limit_due:
+                measure_limit(limit_runs, 1, min(args.duration, 5.0))
         for server, _, proc in alive:
             if args.profile and server.name.startswith("sluice"):
                 result["profiles"].append(run_profile(server, proc, bodies, args))
 
 
-def ratios(points: Sequence[Point], limit_rows: float | None) -> dict[str, Any]:
+def ratios(points: Sequence[Point], limit: dict[str, Any]) -> dict[str, Any]:
+    """The issue's ratios. The binary-64 limit is given two ways: ORT's default options (the
+    issue's definition) and the best raw configuration measured (the stricter bar)."""
+    limit_rows = limit.get("rows_per_s")
+    default_rows = limit.get("ort_default", {}).get("rows_per_s")
+
     def best_of(prefix: str, payload: str) -> Point | None:
         names = {p.server for p in points if p.server.startswith(prefix)}
         cands = [b for n in names if (b := best(points, n, payload)) is not None]
@@ -281,6 +295,8 @@ def ratios(points: Sequence[Point], limit_rows: float | None) -> dict[str, Any]:
         "binary64_rows_per_s": binary and binary.rows_per_s,
         "limit_rows_per_s": limit_rows,
         "binary64_over_limit": ratio(binary and binary.rows_per_s, limit_rows),
+        "ort_default_rows_per_s": default_rows,
+        "binary64_over_ort_default": ratio(binary and binary.rows_per_s, default_rows),
     }
     return out
 
@@ -311,7 +327,13 @@ def verdicts(r: dict[str, Any]) -> list[str]:
             p99_ok,
         ),
         (
-            "binary 64-row rows/s / raw ORT batch 64",
+            "binary 64-row rows/s / raw ORT batch 64, default options",
+            fmt(r.get("binary64_over_ort_default")),
+            ">= 0.80",
+            r.get("binary64_over_ort_default") and r["binary64_over_ort_default"] >= 0.8,
+        ),
+        (
+            "binary 64-row rows/s / raw ORT batch 64, best configuration",
             fmt(r["binary64_over_limit"]),
             ">= 0.80",
             r["binary64_over_limit"] and r["binary64_over_limit"] >= 0.8,
@@ -400,8 +422,22 @@ def _p(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def render(path: Path) -> dict[str, Any]:
+    """Rewrite a saved result's ratios and Markdown with this version of the report code."""
+    result: dict[str, Any] = json.loads(path.read_text())
+    result["args"].setdefault("interleave", False)
+    points = [Point.of(**_p(p)) for p in result["points"]]
+    result["ratios"] = ratios(points, result.get("limit", {}))
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    path.with_suffix(".md").write_text(markdown(result) + "\n")
+    log(f"rewrote {path} and {path.with_suffix('.md').name}")
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.render:
+        return render(args.render)
     started = dt.datetime.now(dt.UTC)
     model = servers.model_file()
     items = {
@@ -455,8 +491,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result["loadavg_end"] = os.getloadavg()
     if limit_runs:
         result["limit"] = limit_result(limit_runs)
-    limit_rows = result.get("limit", {}).get("rows_per_s")
-    result["ratios"] = ratios(points, limit_rows)
+    result["ratios"] = ratios(points, result.get("limit", {}))
     text = markdown(result)
     print("\n" + text)
     if not args.no_save:
