@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 
-.PHONY: install demo demo-model test lint typecheck unit proto bench clean
+.PHONY: install demo demo-model test lint typecheck unit proto bench-serve bench-grpc bench-drift bench-score clean
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,19 @@ unit: install
 	$(PY) -m pytest -q
 
 test: lint typecheck unit
+
+# Benchmarks: peers are installed into benchmarks/.venvs by the scripts themselves.
+bench-serve: install
+	$(PY) -m benchmarks.serve_bench --interleave
+
+bench-grpc: install
+	$(PY) -m benchmarks.grpc_bench --interleave
+
+bench-drift: install
+	$(PY) -m benchmarks.drift_bench
+
+bench-score: install
+	$(PY) -m benchmarks.score_bench
 
 clean:
 	rm -rf $(VENV) demo .mypy_cache .ruff_cache .pytest_cache

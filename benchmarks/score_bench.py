@@ -123,6 +123,7 @@ def run_contestant(
     else:
         result = measure([*me, "--role", name, "--model", str(model), "--output", str(output)])
         result["seconds"] = result["report"].get("seconds", result["seconds"])
+        result["cpu_seconds"] = result["report"].get("cpu_seconds", result["cpu_seconds"])
         scored = result["report"]["rows"]
         if name != "limit" and scored != rows:
             raise RuntimeError(f"{name} scored {scored} rows of {rows}")
@@ -145,10 +146,11 @@ def role_limit(model: Path, paths: list[Path]) -> dict[str, Any]:
     del table
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     session.run(None, {"input": x[:BATCH]})
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(x), BATCH):
         session.run(None, {"input": x[i : i + BATCH]})
-    return {"rows": len(x), "seconds": time.perf_counter() - start}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"rows": len(x), "seconds": seconds, "cpu_seconds": cpu}
 
 
 def role_pandas(model: Path, paths: list[Path], output: Path) -> dict[str, Any]:
@@ -225,6 +227,9 @@ def summarise(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
             "rows_per_second": statistics.median(r["rows_per_second"] for r in rs),
             "seconds": statistics.median(r["seconds"] for r in rs),
             "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs),
+            "cpu_seconds_per_million_rows": statistics.median(
+                r["cpu_seconds"] / r["rows"] * 1e6 for r in rs
+            ),
             "runs": [round(r["rows_per_second"]) for r in rs],
         }
         for name, rs in runs.items()
@@ -235,6 +240,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
         for peer in ("limit", "ray", "pandas", "sluice-ray"):
             if peer in med:
                 ratios[f"sluice / {peer}"] = sluice / med[peer]["rows_per_second"]
+        if "limit" in med:
+            ratios.update(paired(med))
         if "sluice-quarter" in med:
             ratios["peak RSS full / quarter"] = (
                 med["sluice"]["peak_rss_mb"] / med["sluice-quarter"]["peak_rss_mb"]
@@ -263,6 +270,12 @@ def summarise(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
     }
 
 
+def paired(med: dict[str, Any]) -> dict[str, float]:
+    """sluice / limit within each repeat (run back to back, so under similar load)."""
+    pairs = zip(med["sluice"]["runs"], med["limit"]["runs"], strict=True)
+    return {f"sluice / limit, repeat {i + 1}": s / lim for i, (s, lim) in enumerate(pairs)}
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# sluice score benchmark ({result['date']})",
@@ -270,19 +283,32 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['rows']:,} rows x {FEATURES} float32 features in {result['files']} Parquet "
         f"files, {result['model']}; {result['cpu_count']} CPUs (`os.cpu_count()`), load "
         f"average {result['load_average_at_start']} at start; median of {result['repeats']} "
-        "interleaved runs. Rows/s are end to end (process start to exit) except the limit.",
+        "interleaved runs. Rows/s are end to end (process start to exit) except the limit's, "
+        "which times only its run loop. CPU seconds (user + system, whole process; not "
+        "measurable for Ray, whose workers are not the driver's children) are less disturbed "
+        "by other load than wall time. Peak RSS is the driver's for Ray.",
         "",
-        "| contestant | rows/s (median) | runs | seconds | peak RSS MB |",
-        "| --- | ---: | --- | ---: | ---: |",
+        "| contestant | rows/s (median) | runs | seconds | peak RSS MB | CPU s / 1M rows |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for name, m in result["medians"].items():
+        # Ray's workers are not children of the driver: their CPU time is not counted.
+        cpu = "n/a" if "ray" in name else f"{m['cpu_seconds_per_million_rows']:.1f}"
         lines.append(
             f"| {name} | {m['rows_per_second']:,.0f} | {', '.join(f'{r:,}' for r in m['runs'])} "
-            f"| {m['seconds']:.1f} | {m['peak_rss_mb']:.0f} |"
+            f"| {m['seconds']:.1f} | {m['peak_rss_mb']:.0f} | {cpu} |"
         )
     lines += ["", "| ratio | value |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.2f} |" for k, v in result["ratios"].items()]
     return "\n".join(lines) + "\n"
+
+
+def rerender(path: Path) -> None:
+    """Rewrite a result's markdown (and derived ratios) from its JSON."""
+    result = json.loads(path.read_text())
+    result["ratios"].update(paired(result["medians"]))
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(result))
 
 
 def main() -> None:
@@ -291,10 +317,14 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip", default="", help="contestants to leave out, comma-separated")
+    parser.add_argument("--rerender", type=Path, help="rewrite the .md of a result .json")
     parser.add_argument("--role", choices=("limit", "pandas", "ray"), help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rerender:
+        rerender(args.rerender)
+        return
     if args.role:
         paths = sorted((WORK / f"data-{args.rows}x{args.files}").glob("*.parquet"))
         roles = {

@@ -3,11 +3,12 @@
 A summary is a float64 array laid out as ``SUMMARY_FIELDS``. NaN counts as missing; +-inf is
 counted apart and kept out of min/max/mean/std, so one stray infinity cannot poison the moments.
 
-Two kernels do the work: ``compact_finite`` copies the finite values out (sorting needs that
-copy anyway), and ``moments`` runs Welford's update over the compacted values in four
-independent accumulators merged with Chan's formula. Welford's update is a chain of dependent
-divisions; four chains overlap in the CPU, and a loop without the NaN branches lets them: 1.1 ms
-+ 1.4 ms per 1M values here, against 4.3 ms for one fused branchy pass.
+``summarize`` is one pass with no copy: Welford's update in four accumulators (a chain of
+dependent divisions; four independent chains overlap in the CPU: 1.9 ms per 1M values here,
+against 4 ms for one chain) merged with Chan's formula, which also merges chunks in
+``summarize_parallel``. Drift, which must copy the finite values out to sort them anyway, uses
+the split form: ``compact_finite`` (1.1 ms) while copying, then ``moments`` over the sorted,
+NaN-free copy (1.4 ms), only for the reference.
 """
 
 from __future__ import annotations
@@ -119,39 +120,77 @@ def _summary(
 
 
 @jit()
-def summarize_finite(values: FloatArray, out: FloatArray) -> FloatArray:
-    """Summary of ``values``; its finite values are left, in order, in ``out[:count]``."""
-    count, n_nan, n_inf = compact_finite(values, out, 0)
-    n, mean, m2, lo, hi = moments(out[:count])
-    return _summary(n, mean, m2, lo, hi, n_nan, n_inf)
+def _one_pass(values: FloatArray, start: int, stop: int) -> FloatArray:
+    """Summary state of ``values[start:stop]`` in one pass, without copying: count, mean,
+    M2, min, max, NaNs, infinities. Position ``i`` feeds lane ``i % 4``; lanes may end with
+    different counts (NaNs are skipped), which Chan's merge handles."""
+    c0 = c1 = c2 = c3 = 0.0
+    m0 = m1 = m2 = m3 = 0.0
+    s0 = s1 = s2 = s3 = 0.0
+    lo = np.inf
+    hi = -np.inf
+    n_nan = 0
+    n_inf = 0
+    for i in range(start, stop):
+        x = values[i]
+        if not np.isfinite(x):
+            if np.isnan(x):
+                n_nan += 1
+            else:
+                n_inf += 1
+            continue
+        lo = min(lo, x)
+        hi = max(hi, x)
+        lane = (i - start) & 3
+        if lane == 0:
+            c0 += 1.0
+            d = x - m0
+            m0 += d / c0
+            s0 += d * (x - m0)
+        elif lane == 1:
+            c1 += 1.0
+            d = x - m1
+            m1 += d / c1
+            s1 += d * (x - m1)
+        elif lane == 2:
+            c2 += 1.0
+            d = x - m2
+            m2 += d / c2
+            s2 += d * (x - m2)
+        else:
+            c3 += 1.0
+            d = x - m3
+            m3 += d / c3
+            s3 += d * (x - m3)
+    count, mean, m2_total = _merge(c0, m0, s0, c1, m1, s1)
+    count, mean, m2_total = _merge(count, mean, m2_total, c2, m2, s2)
+    count, mean, m2_total = _merge(count, mean, m2_total, c3, m3, s3)
+    state = np.empty(7)
+    state[0] = count
+    state[1] = mean
+    state[2] = m2_total
+    state[3] = lo
+    state[4] = hi
+    state[5] = n_nan
+    state[6] = n_inf
+    return state
 
 
 @jit()
 def summarize(values: FloatArray) -> FloatArray:
-    """Summary of ``values`` laid out as ``SUMMARY_FIELDS``."""
-    return summarize_finite(values, np.empty_like(values))
+    """Summary of ``values`` laid out as ``SUMMARY_FIELDS``, in one pass and no copy."""
+    st = _one_pass(values, 0, values.shape[0])
+    return _summary(st[0], st[1], st[2], st[3], st[4], int(st[5]), int(st[6]))
 
 
 @jit(parallel=True)
 def summarize_parallel(values: FloatArray, n_chunks: int) -> FloatArray:
-    """``summarize`` over ``n_chunks`` contiguous chunks in parallel, merged exactly; each
-    chunk compacts into its own part of one scratch buffer."""
+    """``summarize`` over ``n_chunks`` contiguous chunks in parallel, merged exactly."""
     n_total = values.shape[0]
     n_chunks = max(1, min(n_chunks, n_total))
-    scratch = np.empty_like(values)
     states = np.empty((n_chunks, 7))
     for ch in prange(n_chunks):
-        start = ch * n_total // n_chunks
-        stop = (ch + 1) * n_total // n_chunks
-        count, n_nan, n_inf = compact_finite(values[start:stop], scratch, start)
-        n, mean, m2, lo, hi = moments(scratch[start : start + count])
-        states[ch, 0] = n
-        states[ch, 1] = mean
-        states[ch, 2] = m2
-        states[ch, 3] = lo
-        states[ch, 4] = hi
-        states[ch, 5] = n_nan
-        states[ch, 6] = n_inf
+        states[ch] = _one_pass(values, ch * n_total // n_chunks, (ch + 1) * n_total // n_chunks)
     n, mean, m2 = states[0, 0], states[0, 1], states[0, 2]
     lo, hi = states[0, 3], states[0, 4]
     n_nan = int(states[0, 5])

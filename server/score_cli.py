@@ -29,21 +29,22 @@ def add_score_parser(subparsers: Any) -> None:
 
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="PATH to a .onnx file, or NAME[:VERSION]")
-    parser.add_argument("--repository", type=Path, help="model repository REPO for NAME[:VERSION]")
-    parser.add_argument("--input", required=True, nargs="+", type=Path, help="files or folders")
-    parser.add_argument("--output", required=True, type=Path, help="output directory")
-    parser.add_argument("--features", type=_names, help="feature columns, comma-separated")
-    parser.add_argument("--keep", type=_names, default=(), help="columns copied to the output")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per run")
-    parser.add_argument("--on-error", choices=("fail", "skip"), default="fail")
-    parser.add_argument("--max-errors", type=int, help="abort after more skipped rows than this")
-    parser.add_argument("--overwrite", action="store_true", help="replace a different job's output")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local")
-    parser.add_argument("--instances", type=int, help="concurrent ONNX Runtime runs")
-    parser.add_argument("--intra-op-threads", type=int, help="ONNX Runtime threads per run")
-    parser.add_argument("--read-ahead", type=int, default=4, help="batches read ahead")
-    parser.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
+    arg = parser.add_argument
+    arg("--model", required=True, metavar="PATH|NAME[:VERSION]", help="an .onnx file or a name")
+    arg("--repository", type=Path, metavar="REPO", help="model repository for NAME[:VERSION]")
+    arg("--input", required=True, nargs="+", type=Path, metavar="PATH", help="files or folders")
+    arg("--output", required=True, type=Path, metavar="DIR", help="output directory")
+    arg("--features", type=_names, metavar="a,b,...", help="feature columns (default: numeric)")
+    arg("--keep", type=_names, default=(), metavar="id,...", help="columns copied to the output")
+    arg("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help="rows per run")
+    arg("--on-error", choices=("fail", "skip"), default="fail", help="rows that cannot be scored")
+    arg("--max-errors", type=int, metavar="N", help="abort after more skipped rows than N")
+    arg("--overwrite", action="store_true", help="discard what DIR holds and start afresh")
+    arg("--engine", choices=("local", "ray"), default="local", help="ray: Ray Data actor pool")
+    arg("--instances", type=int, metavar="N", help="concurrent ONNX Runtime runs (default: cores)")
+    arg("--intra-op-threads", type=int, metavar="N", help="ONNX Runtime threads per run")
+    arg("--read-ahead", type=int, default=4, metavar="N", help="batches read ahead (default 4)")
+    arg("--no-progress", action="store_true", help="never draw the progress bar")
 
 
 def options_from_args(args: argparse.Namespace) -> ScoreOptions:

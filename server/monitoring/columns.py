@@ -86,7 +86,7 @@ def numeric_chunks(column: pa.ChunkedArray) -> list[FloatArray]:
     """The column's chunks as float64 arrays with nulls as NaN.
 
     Zero-copy for float64 chunks without nulls (the common Parquet case); other chunks are
-    copied once each (integers widened, nulls filled). Chunks are not concatenated: the
+    copied once each (integers and float32 widened, nulls filled). Chunks are not concatenated: the
     kernels compact them straight into one buffer, which saves a full copy of the column.
     """
     arrays: list[FloatArray] = []
@@ -95,7 +95,11 @@ def numeric_chunks(column: pa.ChunkedArray) -> list[FloatArray]:
             arrays.append(chunk.to_numpy(zero_copy_only=True))
             continue
         with _value_errors():
-            as_float = pc.cast(chunk, pa.float64()) if chunk.type != pa.float64() else chunk
+            # Unsafe: integers beyond 2**53 round to the nearest double, which statistics of a
+            # distribution can afford; a safe cast would reject the column.
+            as_float = (
+                pc.cast(chunk, pa.float64(), safe=False) if chunk.type != pa.float64() else chunk
+            )
             filled = pc.fill_null(as_float, np.nan) if as_float.null_count else as_float
         arrays.append(filled.to_numpy(zero_copy_only=False))
     return arrays

@@ -150,6 +150,12 @@ def compare(
         return profile_column(column, options, positions[name], buffer("ref", len(column)))
 
     def one(name: str) -> FeatureDrift:
+        try:
+            return compare_one(name)
+        except InvalidInput as exc:  # one unreadable column fails that feature, not the run
+            return failed(kind_of(name), exc.message)
+
+    def compare_one(name: str) -> FeatureDrift:
         if name not in current.column_names:
             return failed(kind_of(name), "missing from current data")
         profile = profile_of(name)
@@ -161,13 +167,10 @@ def compare(
         if current_kind != kind:
             found = current_kind or f"unsupported ({column.type})"
             return failed(kind, f"type changed: {kind} in reference, {found} in current")
-        try:
-            if isinstance(profile, NumericProfile):
-                chunks = numeric_chunks(column)
-                return numeric_drift(profile, chunks, rule, buffer("cur", len(column)))
-            counts, nulls = category_counts(column)
-        except InvalidInput as exc:  # one unreadable column fails that feature, not the run
-            return failed(kind, exc.message)
+        if isinstance(profile, NumericProfile):
+            chunks = numeric_chunks(column)
+            return numeric_drift(profile, chunks, rule, buffer("cur", len(column)))
+        counts, nulls = category_counts(column)
         return categorical_drift(profile, counts, nulls, rule)
 
     with ThreadPoolExecutor(options.threads) as pool:

@@ -46,7 +46,7 @@ def build_feeds(mapping: Mapping, batch: pa.RecordBatch) -> Feeds:
         if array.null_count:
             for null in np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False)):
                 reasons.setdefault(int(null), f"column '{name}' is null")
-        elif kind == "tensor":
+        if kind == "tensor":
             leaf = leaf_values(array)
             if leaf.null_count:
                 size = len(leaf) // max(len(array), 1)

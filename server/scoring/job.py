@@ -21,9 +21,8 @@ from server.scoring.mapping import build_mapping
 from server.scoring.model_ref import resolve_model
 from server.scoring.options import ScoreOptions
 from server.scoring.policy import ErrorPolicy
-from server.scoring.progress import Progress, Summary
+from server.scoring.progress import Progress, Summary, Tally
 from server.scoring.scorer import Scorer
-from server.scoring.tally import Tally
 from server.scoring.threads import scoring_runtime
 
 
@@ -61,8 +60,7 @@ def score(options: ScoreOptions, stream: TextIO | None = None) -> Summary:
         ]
         earlier = sum(e["rows_skipped"] for e in manifest.finished.values())
         policy = ErrorPolicy(options.on_error, options.max_errors, earlier)
-        progress = Progress(sum(p.file.count_rows() for p in pending), stream)
-        progress.enabled = progress.enabled and options.progress
+        progress = Progress(sum(p.file.count_rows() for p in pending), stream, options.progress)
         engine: Engine
         if options.engine == "ray":
             try:

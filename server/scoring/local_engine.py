@@ -22,9 +22,8 @@ from server.errors import InvalidInput
 from server.scoring.inputs import InputFile
 from server.scoring.manifest import ERRORS_DIR, Finished, Manifest
 from server.scoring.policy import ErrorPolicy
-from server.scoring.progress import Progress
+from server.scoring.progress import Progress, Tally
 from server.scoring.scorer import Scored, Scorer
-from server.scoring.tally import Tally
 from server.scoring.writer import OutputFile
 
 _POLL_S = 0.1
@@ -113,7 +112,7 @@ class LocalEngine:
                 if not put(_Start(job)):
                     return
                 first_row = 0
-                for batch in self._batches(job.file):
+                for batch in coalesce(self._batches(job.file), self.batch_size):
                     future = pool.submit(self.scorer.score, batch, first_row)
                     if not put(_Batch(first_row, batch.num_rows, future)):
                         future.cancel()
@@ -199,6 +198,31 @@ class LocalEngine:
             for file in (output, errors):
                 if file is not None:
                     file.abort()
+
+
+def coalesce(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """Merge the small batches a file with small row groups yields into about ``size`` rows
+    (one copy, for those only); a batch of at least half ``size`` passes through untouched."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if not pending and batch.num_rows >= size // 2:
+            yield batch
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= size:
+            yield _concat(pending)
+            pending, rows = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    table = pa.Table.from_batches(batches).combine_chunks()
+    return table.to_batches()[0] if table.num_rows else batches[0]
 
 
 def _drain(items: queue.Queue[_Item]) -> None:

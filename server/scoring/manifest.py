@@ -2,7 +2,8 @@
 
 ``DIR/_sluice_manifest.json`` is rewritten atomically after each input's output file has been
 renamed into place. On start, the job is compared with the recorded one (model hash, input
-set, columns): a different job is refused unless ``--overwrite``. Anything in DIR that no
+set, columns): a different job is refused unless ``--overwrite``, which discards whatever
+the directory holds (the same job included) and starts afresh. Anything in DIR that no
 finished input accounts for (a temporary file, an output renamed just before a crash) is
 removed, so a rerun scores each unfinished input exactly once more.
 """
@@ -69,15 +70,13 @@ class Manifest:
 
     def _open(self, overwrite: bool) -> None:
         recorded = self._load()
-        if recorded is not None and recorded["identity"] != self.identity:
-            if not overwrite:
-                raise ConfigError(
-                    f"{self.directory} holds the output of a different job "
-                    f"({_difference(recorded['identity'], self.identity)}); "
-                    "use --overwrite to replace it, or choose another --output"
-                )
-            self._remove(_outputs(recorded["finished"].values()))
-        elif recorded is not None:
+        if recorded is not None and recorded["identity"] != self.identity and not overwrite:
+            raise ConfigError(
+                f"{self.directory} holds the output of a different job "
+                f"({_difference(recorded['identity'], self.identity)}); "
+                "use --overwrite to replace it, or choose another --output"
+            )
+        if recorded is not None and not overwrite:
             self.finished = recorded["finished"]
         self._remove_unaccounted()
         self.save()
@@ -121,10 +120,6 @@ class Manifest:
         if body.get("format") != FORMAT:
             raise ConfigError(f"{path}: unknown manifest format {body.get('format')!r}")
         return body
-
-    def _remove(self, names: Iterable[str]) -> None:
-        for name in names:
-            (self.directory / name).unlink(missing_ok=True)
 
     def _remove_unaccounted(self) -> None:
         keep = {MANIFEST, LOCK, *_outputs(self.finished.values())}

@@ -1,4 +1,4 @@
-"""The progress bar (rows, rows/s, ETA) and the JSON summary printed at the end.
+"""The progress bar (rows, rows/s, ETA), the job's running totals and its JSON summary.
 
 The bar is drawn on a terminal only; piped or redirected, a job prints nothing but the summary.
 """
@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import TextIO, TypedDict
+
+from server.scoring.manifest import Finished
 
 REFRESH_S = 0.2
 
@@ -28,12 +31,29 @@ class Summary(TypedDict):
     copied_bytes: int
 
 
+@dataclass(slots=True)
+class Tally:
+    """Running totals of a job, filled in by either engine."""
+
+    files: int = 0
+    rows_read: int = 0
+    rows_scored: int = 0
+    rows_skipped: int = 0
+    copied_bytes: int = 0
+
+    def add(self, entry: Finished) -> None:
+        self.files += 1
+        self.rows_read += entry["rows_read"]
+        self.rows_scored += entry["rows_scored"]
+        self.rows_skipped += entry["rows_skipped"]
+
+
 class Progress:
     """Counts rows as they are written and redraws a one-line bar at most every 0.2 s."""
 
-    def __init__(self, total_rows: int, stream: TextIO | None = None) -> None:
+    def __init__(self, total_rows: int, stream: TextIO | None = None, enabled: bool = True) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = enabled and self.stream.isatty()
         self.total = total_rows
         self.rows = 0
         self.skipped = 0

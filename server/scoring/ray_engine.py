@@ -7,7 +7,8 @@ scores its inputs again, once. Rows set aside under ``--on-error skip`` are writ
 actors into the staging folder too (Ray does not give a row's position in its file, so their
 ``row`` is null).
 
-``ray[data]`` is an optional dependency, imported only here.
+On a multi-node cluster (``RAY_ADDRESS``), the output directory must be on storage every
+node sees. ``ray[data]`` is an optional dependency, imported only here.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from server.scoring.mapping import Mapping
 from server.scoring.model_ref import ModelRef
 from server.scoring.options import OnError, ScoreOptions
 from server.scoring.policy import ErrorPolicy, RowFailed
-from server.scoring.progress import Progress
+from server.scoring.progress import Progress, Tally
 from server.scoring.scorer import ROW_COLUMN, Scorer
-from server.scoring.tally import Tally
 from server.scoring.writer import fsync_dir, replace_durably
 from server.settings import RuntimeConfig
 

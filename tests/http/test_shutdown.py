@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,54 +24,50 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
-    config = "[batching]\nmax_batch_size = 64\nmax_queue_size = 100\n"
-    models.write_repository(tmp_path, {"slow": models.slow()}, {"slow": config})
+@contextlib.contextmanager
+def sluice_serve(repo: Path, *flags: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``sluice serve REPO`` in a child process; yields it and its base URL once ready."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "serve",
-            str(tmp_path),
-            "--http-port",
-            str(port),
-            "--grpc-port",
-            str(free_port()),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
+    command = [sys.executable, "-m", "server", "serve", str(repo), "--http-port", str(port)]
+    command += ["--grpc-port", str(free_port()), "--log-level", "warning", *flags]
+    proc = subprocess.Popen(command, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(f"{base}/v2/health/ready").close()
+                urllib.request.urlopen(f"{base}/v2/health/live").close()
                 break
             except OSError:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
-        body = json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "x",
-                        "shape": [64, 512],
-                        "datatype": "FP32",
-                        "data": [0.1] * (64 * 512),
-                    }
-                ]
-            }
-        ).encode()
+        yield proc, base
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _body(name: str, rows: int, width: int) -> bytes:
+    tensor = {
+        "name": name,
+        "shape": [rows, width],
+        "datatype": "FP32",
+        "data": [0.1] * (rows * width),
+    }
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
+    config = "[batching]\nmax_batch_size = 64\nmax_queue_size = 100\n"
+    models.write_repository(tmp_path, {"slow": models.slow()}, {"slow": config})
+    body = _body("x", 64, 512)
+    with sluice_serve(tmp_path) as (proc, base):
 
         def call(_: int) -> int:
             req = urllib.request.Request(f"{base}/v2/models/slow/infer", data=body, method="POST")
             with urllib.request.urlopen(req, timeout=60) as resp:
-                return resp.status
+                return int(resp.status)
 
         with ThreadPoolExecutor(12) as pool:
             futures = [pool.submit(call, i) for i in range(12)]
@@ -87,57 +85,19 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
             statuses = [f.result() for f in futures]
         assert statuses == [200] * 12
         assert proc.wait(60) == 0
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_workers_share_the_port_and_drain_on_sigterm(tmp_path: Path) -> None:
     models.write_repository(tmp_path, {"mlp": models.small_mlp()}, {})
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "serve",
-            str(tmp_path),
-            "--http-port",
-            str(port),
-            "--grpc-port",
-            str(free_port()),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    body = _body("input", 1, 16)
+    with sluice_serve(tmp_path, "--workers", "2") as (proc, base):
         deadline = time.monotonic() + 60
         pids: set[str] = set()
-        body = json.dumps(
-            {
-                "inputs": [
-                    {"name": "input", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}
-                ]
-            }
-        ).encode()
-        while len(pids) < 2:
+        while len(pids) < 2:  # each worker has its own registry, which names its pid
             assert time.monotonic() < deadline and proc.poll() is None
-            try:
-                req = urllib.request.Request(f"{base}/v2/models/mlp/infer", data=body)
-                urllib.request.urlopen(req).close()
-                text = urllib.request.urlopen(f"{base}/metrics").read().decode()
-            except OSError:
-                time.sleep(0.1)
-                continue
-            pid = [x for x in text.splitlines() if x.startswith("sluice_worker_pid")]
-            pids.add(pid[0])
+            req = urllib.request.Request(f"{base}/v2/models/mlp/infer", data=body)
+            urllib.request.urlopen(req).close()
+            text = urllib.request.urlopen(f"{base}/metrics").read().decode()
+            pids.update(x for x in text.splitlines() if x.startswith("sluice_worker_pid"))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-    finally:
-        proc.kill()
-        proc.wait()

@@ -9,8 +9,9 @@ from kernels.summary import (
     MIN,
     NAN,
     STD,
+    compact_finite,
+    moments,
     summarize,
-    summarize_finite,
     summarize_parallel,
 )
 
@@ -48,13 +49,22 @@ def test_summary_matches_numpy(n: int) -> None:
     np.testing.assert_allclose(got[[MIN, MAX, MEAN, STD]], want[3:], rtol=1e-12, atol=1e-12)
 
 
-def test_summary_finite_copy_keeps_order() -> None:
+def test_compaction_and_moments_match_the_one_pass_summary() -> None:
     values = _messy(5000, 1)
     out = np.empty_like(values)
-    state = summarize_finite(values, out)
-    count = int(state[COUNT])
+    count, n_nan, n_inf = compact_finite(values, out, 0)
     np.testing.assert_array_equal(out[:count], values[np.isfinite(values)])
-    np.testing.assert_array_equal(state, summarize(values))
+    n, mean, m2, lo, hi = moments(out[:count])
+    whole = summarize(values)
+    assert (count, n_nan, n_inf) == (whole[COUNT], whole[NAN], whole[INF])
+    np.testing.assert_allclose([n, lo, hi, mean], whole[[COUNT, MIN, MAX, MEAN]], rtol=1e-12)
+    assert np.sqrt(m2 / n) == pytest.approx(whole[STD], rel=1e-12)
+
+
+def test_compaction_at_an_offset() -> None:
+    out = np.zeros(6)
+    assert compact_finite(np.array([1.0, np.nan, 2.0]), out, 3) == (2, 1, 0)
+    np.testing.assert_array_equal(out, [0.0, 0.0, 0.0, 1.0, 2.0, 0.0])
 
 
 def test_summary_of_nothing_finite() -> None:

@@ -113,3 +113,32 @@ def test_empty_reference_and_empty_current() -> None:
     assert report.features["x"].error == "current is empty"
     assert report.features["colour"].error == "current is empty"
     assert report.dataset_drifted is False
+
+
+def test_odd_types_never_crash() -> None:
+    n = 300
+    reference = pa.table(
+        {
+            "huge": pa.array(np.full(n, 2**63 + 5, dtype=np.uint64)),
+            "f32": pa.array(np.arange(n, dtype=np.float32)),
+            "inf": np.full(n, np.inf),
+            "codes": pa.array(np.arange(n) % 3).dictionary_encode(),
+            "blob": pa.array([b"x"] * n),
+        }
+    )
+    current = pa.table(
+        {
+            "huge": pa.array(np.full(n, 7, dtype=np.uint64)),
+            "f32": pa.array(np.arange(n, dtype=np.float32) + 0.5),
+            "inf": np.full(n, -np.inf),
+            "codes": pa.array(np.arange(n) % 4).dictionary_encode(),
+            "blob": pa.array(np.ones(n)),
+        }
+    )
+    report = compare(reference, current, DriftRule(), OPTIONS)
+    assert report.features["huge"].drifted is True
+    assert report.features["f32"].drifted is False
+    assert report.features["inf"].error == "reference has no finite values"
+    assert report.features["codes"].statistics["unseen_rate"] == pytest.approx(0.25, abs=0.01)
+    assert "blob" in report.skipped
+    json.dumps(report_json(report), allow_nan=False)

@@ -49,3 +49,18 @@ def test_progress_line() -> None:
     line = progress.line(elapsed=0.5)
     assert "scored 250/1,000 rows ( 25.0%)" in line
     assert "500 rows/s" in line and "ETA 00:02" in line and "2 skipped" in line
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_is_drawn_on_a_terminal_only() -> None:
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = Progress(10, stream)
+        progress.advance(10)
+        progress.close()
+    assert terminal.getvalue().startswith("\rscored 10/10 rows (100.0%)")
+    assert terminal.getvalue().endswith("\n") and pipe.getvalue() == ""

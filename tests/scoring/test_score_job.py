@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.models import mlp
 from server.errors import ConfigError, InvalidInput
+from server.scoring.local_engine import coalesce
 from server.scoring.policy import RowFailed, TooManyErrors
 from server.scoring.progress import Summary
 
@@ -63,6 +64,13 @@ def test_different_model_needs_overwrite(
         run(other, inputs, keep=("id",))
     summary = run(other, inputs, keep=("id",), overwrite=True)
     assert summary["rows_scored"] == 2100
+
+
+def test_overwrite_scores_the_same_job_afresh(model_path: Path, inputs: Path, run: Run) -> None:
+    run(model_path, inputs, keep=("id",))
+    summary = run(model_path, inputs, keep=("id",), overwrite=True)
+    assert summary["files_scored"] == 3 and summary["rows_scored"] == 2100
+    assert read_output(Path(summary["output"]))["id"].to_pylist() == list(range(2100))
 
 
 def test_different_input_set_is_refused(model_path: Path, inputs: Path, run: Run) -> None:
@@ -198,3 +206,18 @@ def test_unreadable_input_is_a_clear_error(model_path: Path, tmp_path: Path, run
     path.write_bytes(b"PAR1 this is not really parquet")
     with pytest.raises(InvalidInput, match=r"broken\.parquet: cannot read"):
         run(model_path, path)
+
+
+def test_later_file_with_another_type_is_found_up_front(
+    model_path: Path, inputs: Path, tmp_path: Path, run: Run
+) -> None:
+    table = feature_table(5)
+    write(inputs / "part-9.parquet", table.set_column(3, "f2", pa.array([1.0] * 5, pa.float64())))
+    with pytest.raises(InvalidInput, match="column 'f2' is double, but the first input has float"):
+        run(model_path, inputs, keep=("id",))
+
+
+def test_small_batches_are_coalesced() -> None:
+    batches = [pa.record_batch({"x": list(range(n))}) for n in (3, 3, 3, 10, 1, 2)]
+    sizes = [b.num_rows for b in coalesce(iter(batches), 8)]
+    assert sizes == [9, 10, 3]

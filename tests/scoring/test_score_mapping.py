@@ -91,3 +91,14 @@ def test_null_inside_a_fixed_size_list_row() -> None:
     assert feeds.error_positions.tolist() == [1]
     assert feeds.error_reasons == ["column 'x' has a null element"]
     assert feeds.tensors["x"].tolist() == [[1.0, 2.0]]
+
+
+def test_null_lists_and_null_elements_together() -> None:
+    values = pa.array([1.0, 2.0, 3.0, 4.0, None, 6.0], pa.float32())
+    mask = pa.array([True, False, False])
+    batch = pa.record_batch({"x": pa.FixedSizeListArray.from_arrays(values, 2, mask=mask)})
+    mapping = build_mapping(batch.schema, (TensorSpec("x", "FP32", (-1, 2)),), None, [])
+    feeds = build_feeds(mapping, batch)
+    assert feeds.error_positions.tolist() == [0, 2]
+    assert feeds.error_reasons == ["column 'x' is null", "column 'x' has a null element"]
+    assert feeds.tensors["x"].tolist() == [[3.0, 4.0]]
