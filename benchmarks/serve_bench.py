@@ -24,6 +24,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -189,26 +190,21 @@ def plan(args: argparse.Namespace) -> list[tuple[Server, list[str]]]:
 def run_profile(
     server: Server,
     proc: Any,
+    items: dict[str, Payload],
     bodies: dict[str, Path],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """py-spy on the server's processes while wrk holds c=64 with 1-row JSON."""
     out = servers.WORK / f"profile-{server.name}.txt"
     url = f"http://{HOST}:{server.http_port}/v2/models/{server.model}/infer"
-    load = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from benchmarks.loadgen import wrk, payloads; "
-            "from pathlib import Path; "
-            f"wrk.run({url!r}, payloads.json_payload(1), Path({str(bodies[JSON1])!r}), 64, "
-            f"{args.profile + 4}, {args.threads})",
-        ],
-        cwd=servers.ROOT,
+    load = threading.Thread(
+        target=wrk.run,
+        args=(url, items[JSON1], bodies[JSON1], 64, args.profile + 4, args.threads),
     )
+    load.start()
     time.sleep(2)
     profile.record(proc.pid, args.profile, out)
-    load.wait()
+    load.join()
     summary = profile.summarize(out)
     summary["server"] = server.name
     log(f"profile {server.name}: {summary['roles']}")
@@ -258,7 +254,7 @@ def measure_interleaved(
                 measure_limit(limit_runs, 1, min(args.duration, 5.0))
         for server, _, proc in alive:
             if args.profile and server.name.startswith("sluice"):
-                result["profiles"].append(run_profile(server, proc, bodies, args))
+                result["profiles"].append(run_profile(server, proc, items, bodies, args))
 
 
 def ratios(points: Sequence[Point], limit: dict[str, Any]) -> dict[str, Any]:
@@ -480,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         levels = args.concurrency if kind == JSON1 else args.batch_concurrency
                         sweep(server, items[kind], bodies[kind], levels, args, store, args.repeats)
                     if args.profile and server.name.startswith("sluice"):
-                        result["profiles"].append(run_profile(server, proc, bodies, args))
+                        result["profiles"].append(run_profile(server, proc, items, bodies, args))
             except Exception as exc:  # one broken server must not lose the others' numbers
                 traceback.print_exc()
                 result["failures"].append(f"{server.name}: {type(exc).__name__}: {exc}"[:500])

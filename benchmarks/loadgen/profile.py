@@ -22,6 +22,8 @@ ROLES: list[tuple[str, re.Pattern[str]]] = [
         "thread-pool handoff (queue wait, GIL re-acquire)",
         re.compile(r"concurrent/futures/thread\.py"),
     ),
+    # A plain thread running native code with no Python frame of its own: grpc's poller.
+    ("native thread (grpc poller)", re.compile(r"^Thread\.run \(threading")),
     # uvloop's run loop in C: epoll, socket reads/writes, callback dispatch.
     ("event loop (uvloop C: I/O, scheduling)", re.compile(r"^Runner\.run \(asyncio/runners")),
     ("json codec", re.compile(r"json|codecs/", re.I)),
@@ -32,6 +34,7 @@ ROLES: list[tuple[str, re.Pattern[str]]] = [
     ("asgi/starlette routing", re.compile(r"starlette/|uvicorn/middleware")),
     ("grpc", re.compile(r"grpc")),
     ("batcher/engine", re.compile(r"server/engine|batcher")),
+    ("metrics (prometheus_client)", re.compile(r"prometheus_client/")),
     ("numpy", re.compile(r"numpy/")),
     ("event loop (asyncio Python)", re.compile(r"asyncio/|uvloop|selectors")),
     ("sluice edge", re.compile(r"server/")),
@@ -78,7 +81,9 @@ def record(
 
 def _frames(stack: str) -> list[str]:
     """Code frames only: py-spy's ``process N:"cmdline"`` and thread labels are dropped."""
-    return [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+    frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+    # A process label's command line may itself hold ';' (python -c "...; ..."): drop its tail.
+    return [f for f in frames if not f.endswith('"')]
 
 
 def role(frames: list[str]) -> str:
