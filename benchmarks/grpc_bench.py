@@ -28,25 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import h2load, payloads, profile, wrk
+from benchmarks.loadgen.harness import environment, ints, log, point_from_json, write_bodies
 from benchmarks.loadgen.payloads import Payload
 from benchmarks.loadgen.stats import Point, Run, best, ratio, table
 from benchmarks.peers import ort_limit, servers
 from benchmarks.peers.servers import HOST, Server
-from benchmarks.serve_bench import environment, log, write_bodies
 
 RESULTS = Path(__file__).with_name("results")
 GRPC1, JSON1 = "grpc-raw-1", "json-1"
 MODES = {True: "servers up together, taking turns each round", False: "servers one at a time"}
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--servers", default="mlserver,sluice", help="comma list")
-    p.add_argument("--concurrency", type=_ints, default=[1, 16, 64])
+    p.add_argument("--concurrency", type=ints, default=[1, 16, 64])
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     p.add_argument("--repeats", type=int, default=3, help="runs per point (median)")
     p.add_argument("--warmup", type=float, default=3.0)
@@ -56,9 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run all servers at once and take turns, one run per point per round",
     )
     p.add_argument("--threads", type=int, default=1, help="h2load / wrk threads")
-    p.add_argument("--mlserver-workers", type=_ints, default=[1], help="parallel_workers")
+    p.add_argument("--mlserver-workers", type=ints, default=[1], help="parallel_workers")
     p.add_argument("--mlserver-batch-time", type=float, default=0.002, help="seconds")
-    p.add_argument("--sluice-workers", type=_ints, default=[2])
+    p.add_argument("--sluice-workers", type=ints, default=[2])
     p.add_argument("--sluice-python", default=sys.executable)
     p.add_argument("--sluice-arg", action="append", default=[])
     p.add_argument("--profile", type=float, default=0.0, help="py-spy seconds on Sluice gRPC, c=64")
@@ -217,7 +213,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"Load generator ceiling: h2load reaches {c['rps']:,.0f} req/s against nghttpd "
             f"serving a canned ModelInfer answer (c={c['concurrency']})."
         )
-    lines += ["", "## Points", "", table([Point.of(**_p(p)) for p in result["points"]]), ""]
+    lines += ["", "## Points", "", table([point_from_json(p) for p in result["points"]]), ""]
     lines += [
         "## Ratios",
         "",
@@ -237,11 +233,6 @@ def markdown(result: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
-
-
-def _p(data: dict[str, Any]) -> dict[str, Any]:
-    keys = ("server", "payload", "rows", "concurrency")
-    return {**{k: data[k] for k in keys}, "runs": [Run(**r) for r in data["runs"]]}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -20,9 +20,7 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -31,28 +29,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnxruntime as ort
-
 from benchmarks.loadgen import payloads, profile, wrk
+from benchmarks.loadgen.harness import environment, ints, log, point_from_json, write_bodies
 from benchmarks.loadgen.payloads import Payload
-from benchmarks.loadgen.stats import Point, Run, at, best, ratio, table
+from benchmarks.loadgen.stats import Point, Run
 from benchmarks.peers import ort_limit, servers
 from benchmarks.peers.servers import HOST, Server
+from benchmarks.serve_report import BIN64, JSON1, JSON64, markdown, ratios
 
 RESULTS = Path(__file__).with_name("results")
-JSON1, JSON64, BIN64 = "json-1", "json-64", "binary-64"
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--servers", default="mlserver,plain,sluice", help="comma list")
-    p.add_argument("--concurrency", type=_ints, default=[1, 16, 64], help="1-row JSON sweep")
-    p.add_argument("--batch-concurrency", type=_ints, default=[4, 16], help="64-row sweep")
+    p.add_argument("--concurrency", type=ints, default=[1, 16, 64], help="1-row JSON sweep")
+    p.add_argument("--batch-concurrency", type=ints, default=[4, 16], help="64-row sweep")
     p.add_argument("--no-batch", action="store_true", help="skip the 64-row payloads")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     p.add_argument("--repeats", type=int, default=3, help="runs per point (median)")
@@ -63,10 +55,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run all servers at once and take turns, one run per point per round",
     )
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
-    p.add_argument("--plain-workers", type=_ints, default=[1, 2])
-    p.add_argument("--mlserver-workers", type=_ints, default=[1], help="parallel_workers")
+    p.add_argument("--plain-workers", type=ints, default=[1, 2])
+    p.add_argument("--mlserver-workers", type=ints, default=[1], help="parallel_workers")
     p.add_argument("--mlserver-batch-time", type=float, default=0.002, help="seconds")
-    p.add_argument("--sluice-workers", type=_ints, default=[2])
+    p.add_argument("--sluice-workers", type=ints, default=[2])
     p.add_argument("--sluice-python", default=sys.executable)
     p.add_argument("--sluice-arg", action="append", default=[], help="extra serve flag")
     p.add_argument("--profile", type=float, default=0.0, help="py-spy seconds on Sluice at c=64")
@@ -78,21 +70,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--render", type=Path, help="recompute ratios and the .md of a saved result JSON, then exit"
     )
     return p.parse_args(argv)
-
-
-def write_bodies(items: Sequence[Payload]) -> dict[str, Path]:
-    folder = servers.WORK / "bodies"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for item in items:
-        path = folder / f"{item.name}.bin"
-        path.write_bytes(item.body)
-        paths[item.name] = path
-    return paths
-
-
-def log(msg: str) -> None:
-    print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", flush=True)
 
 
 Store = dict[tuple[str, str, int], list[Run]]
@@ -133,21 +110,13 @@ def ceiling(body: Path, payload: Payload, args: argparse.Namespace) -> dict[str,
     return {"concurrency": conns, "rps": run.rps, "p99_ms": run.p99_ms}
 
 
-CORES = os.cpu_count() or 1
-# (label, intra-op threads per session or None for ORT's defaults, concurrent sessions)
-LIMIT_CONFIGS = (
-    ("ort_default", None, 1),  # one intra-op thread per core, spinning on
-    ("ort_all_cores_no_spin", CORES, 1),
-    ("ort_1_thread", 1, 1),
-    (f"ort_1_thread_x{CORES}_sessions", 1, CORES),
-)
 LimitRuns = dict[str, list[float]]
 
 
 def measure_limit(store: LimitRuns, repeats: int, duration_s: float) -> None:
     """Raw in-process ORT at batch 64 in each configuration; rows/s runs appended."""
     model = servers.model_file()
-    for label, threads, sessions in LIMIT_CONFIGS:
+    for label, threads, sessions in ort_limit.CONFIGS:
         median, runs = ort_limit.rows_per_s(model, 64, threads, duration_s, repeats, sessions)
         store.setdefault(label, []).extend(runs)
         log(f"limit {label:26} batch 64: {median:,.0f} rows/s")
@@ -257,172 +226,11 @@ def measure_interleaved(
                 result["profiles"].append(run_profile(server, proc, items, bodies, args))
 
 
-def ratios(points: Sequence[Point], limit: dict[str, Any]) -> dict[str, Any]:
-    """The issue's ratios. The binary-64 limit is given two ways: ORT's default options (the
-    issue's definition) and the best raw configuration measured (the stricter bar)."""
-    limit_rows = limit.get("rows_per_s")
-    default_rows = limit.get("ort_default", {}).get("rows_per_s")
-
-    def best_of(prefix: str, payload: str) -> Point | None:
-        names = {p.server for p in points if p.server.startswith(prefix)}
-        cands = [b for n in names if (b := best(points, n, payload)) is not None]
-        return max(cands, key=lambda p: p.rps, default=None)
-
-    sluice, plain, mls = (
-        best_of("sluice", JSON1),
-        best_of("plain", JSON1),
-        best_of("mlserver", JSON1),
-    )
-    sluice64 = at(points, sluice.server, JSON1, 64) if sluice else None
-    plain64 = at(points, plain.server, JSON1, 64) if plain else None
-    binary = best_of("sluice", BIN64)
-    out: dict[str, Any] = {
-        "best": {
-            name: p
-            and {"server": p.server, "concurrency": p.concurrency, "rps": p.rps, "p99_ms": p.p99_ms}
-            for name, p in (("sluice", sluice), ("plain", plain), ("mlserver", mls))
-        },
-        "sluice_over_mlserver": ratio(sluice and sluice.rps, mls and mls.rps),
-        "sluice_over_plain": ratio(sluice and sluice.rps, plain and plain.rps),
-        "p99_at_64_ms": {
-            "sluice": sluice64 and sluice64.p99_ms,
-            "plain": plain64 and plain64.p99_ms,
-        },
-        "binary64_rows_per_s": binary and binary.rows_per_s,
-        "limit_rows_per_s": limit_rows,
-        "binary64_over_limit": ratio(binary and binary.rows_per_s, limit_rows),
-        "ort_default_rows_per_s": default_rows,
-        "binary64_over_ort_default": ratio(binary and binary.rows_per_s, default_rows),
-    }
-    return out
-
-
-def verdicts(r: dict[str, Any]) -> list[str]:
-    def fmt(x: float | None, spec: str = ".2f") -> str:
-        return "n/a" if x is None else format(x, spec)
-
-    p99 = r["p99_at_64_ms"]
-    p99_ok = None if None in (p99["sluice"], p99["plain"]) else p99["sluice"] <= p99["plain"]
-    rows = [
-        (
-            "best req/s Sluice / MLServer",
-            fmt(r["sluice_over_mlserver"]),
-            ">= 5",
-            r["sluice_over_mlserver"] and r["sluice_over_mlserver"] >= 5,
-        ),
-        (
-            "best req/s Sluice / plain",
-            fmt(r["sluice_over_plain"]),
-            ">= 2",
-            r["sluice_over_plain"] and r["sluice_over_plain"] >= 2,
-        ),
-        (
-            "p99 at c=64, Sluice vs plain (ms)",
-            f"{fmt(p99['sluice'])} vs {fmt(p99['plain'])}",
-            "<= plain",
-            p99_ok,
-        ),
-        (
-            "binary 64-row rows/s / raw ORT batch 64, default options",
-            fmt(r.get("binary64_over_ort_default")),
-            ">= 0.80",
-            r.get("binary64_over_ort_default") and r["binary64_over_ort_default"] >= 0.8,
-        ),
-        (
-            "binary 64-row rows/s / raw ORT batch 64, best configuration",
-            fmt(r["binary64_over_limit"]),
-            ">= 0.80",
-            r["binary64_over_limit"] and r["binary64_over_limit"] >= 0.8,
-        ),
-    ]
-    lines = ["| target | reached | wanted | |", "| --- | ---: | ---: | --- |"]
-    for name, got, want, ok in rows:
-        mark = "n/a" if ok is None else ("met" if ok else "MISSED")
-        lines.append(f"| {name} | {got} | {want} | {mark} |")
-    return lines
-
-
-def environment() -> dict[str, Any]:
-    def git(*a: str) -> str:
-        out = subprocess.run(["git", *a], cwd=servers.ROOT, capture_output=True, text=True)
-        return out.stdout.strip()
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": os.getloadavg(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-        "wrk": wrk.version(),
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-    }
-
-
-def markdown(result: dict[str, Any]) -> str:
-    env, args = result["environment"], result["args"]
-    mode = (
-        "servers up together, taking turns each round"
-        if args["interleave"]
-        else ("servers one at a time")
-    )
-    lines = [
-        f"# Serving benchmark (HTTP) — {result['started']}",
-        "",
-        f"Machine: {env['cpu_count']} cores (`os.cpu_count()`), shared and noisy; load average "
-        f"at start {', '.join(f'{x:.2f}' for x in env['loadavg_start'])}, at end "
-        f"{', '.join(f'{x:.2f}' for x in result['loadavg_end'])}. {env['platform']}, Python "
-        f"{env['python']}, ONNX Runtime {env['onnxruntime']}, {env['wrk']}; commit "
-        f"`{env['commit']}` ({env['branch']}).",
-        "",
-        f"Each point: median of {args['repeats']} x {args['duration']:g} s wrk runs "
-        f"({args['threads']} wrk thread(s); {mode}); latency in ms from wrk. "
-        "Model: MLP 256 -> 1024 -> 1024 -> 512 -> 8 FP32; every server runs ORT with "
-        "1 intra-op thread, spinning off.",
-        "",
-    ]
-    if result.get("ceiling"):
-        c = result["ceiling"]
-        lines.append(
-            f"Load generator ceiling: wrk reaches {c['rps']:,.0f} req/s against a canned-response "
-            f"endpoint (1-row JSON body, c={c['concurrency']}), so no point below is client-bound."
-        )
-    if result.get("limit"):
-        lim = result["limit"]
-        configs = ", ".join(
-            f"{label.removeprefix('ort_').replace('_', ' ')} {lim[label]['rows_per_s']:,.0f}"
-            for label, _, _ in LIMIT_CONFIGS
-            if label in lim
-        )
-        lines.append(
-            f"Limit: raw in-process ORT at batch 64, rows/s: {configs}; the ratio uses the best "
-            f"({lim['rows_per_s']:,.0f} rows/s)."
-        )
-    lines += ["", "## Points", "", table([Point.of(**_p(p)) for p in result["points"]]), ""]
-    lines += ["## Ratios", "", *verdicts(result["ratios"]), ""]
-    if result.get("failures"):
-        lines += ["## Failures", ""] + [f"- {f}" for f in result["failures"]] + [""]
-    for summary in result.get("profiles", []):
-        lines += [f"## Profile: {summary['server']} at c=64", "", profile.markdown(summary), ""]
-    return "\n".join(lines)
-
-
-def _p(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "server": data["server"],
-        "payload": data["payload"],
-        "rows": data["rows"],
-        "concurrency": data["concurrency"],
-        "runs": [Run(**r) for r in data["runs"]],
-    }
-
-
 def render(path: Path) -> dict[str, Any]:
     """Rewrite a saved result's ratios and Markdown with this version of the report code."""
     result: dict[str, Any] = json.loads(path.read_text())
     result["args"].setdefault("interleave", False)
-    points = [Point.of(**_p(p)) for p in result["points"]]
+    points = [point_from_json(p) for p in result["points"]]
     result["ratios"] = ratios(points, result.get("limit", {}))
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     path.with_suffix(".md").write_text(markdown(result) + "\n")

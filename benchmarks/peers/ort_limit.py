@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -9,6 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+CORES = os.cpu_count() or 1
+# (label, intra-op threads per session or None for ORT's defaults, concurrent sessions)
+CONFIGS: tuple[tuple[str, int | None, int], ...] = (
+    ("ort_default", None, 1),  # one intra-op thread per core, spinning on
+    ("ort_all_cores_no_spin", CORES, 1),
+    ("ort_1_thread", 1, 1),
+    (f"ort_1_thread_x{CORES}_sessions", 1, CORES),
+)
 
 
 def session(path: Path, intra_threads: int | None) -> ort.InferenceSession:
