@@ -1,0 +1,1 @@
+"""Load generation for the serving benchmarks: pre-built payloads driven by wrk and h2load."""

@@ -1,0 +1,1 @@
+"""Peer servers the serving benchmarks compare Sluice against."""
