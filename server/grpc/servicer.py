@@ -78,7 +78,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ServerMetadataRequest, context: Any
     ) -> pb.ServerMetadataResponse:
         response = pb.ServerMetadataResponse()
-        json_format.ParseDict(self._engine.server_metadata(), response)
+        json_format.ParseDict(dict(self._engine.server_metadata()), response)
         return response
 
     @answered
@@ -86,7 +86,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: Any
     ) -> pb.ModelMetadataResponse:
         response = pb.ModelMetadataResponse()
-        json_format.ParseDict(self._engine.model_metadata(request.name, request.version), response)
+        metadata = self._engine.model_metadata(request.name, request.version)
+        json_format.ParseDict(dict(metadata), response)
         return response
 
     @answered
