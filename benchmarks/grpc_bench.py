@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import sys
 import threading
@@ -28,13 +27,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import h2load, payloads, profile, wrk
-from benchmarks.loadgen.harness import environment, ints, log, point_from_json, write_bodies
+from benchmarks.loadgen.harness import (
+    environment,
+    ints,
+    log,
+    point_from_json,
+    save_result,
+    write_bodies,
+)
 from benchmarks.loadgen.payloads import Payload
 from benchmarks.loadgen.stats import Point, Run, best, ratio, table
 from benchmarks.peers import ort_limit, servers
 from benchmarks.peers.servers import HOST, Server
 
-RESULTS = Path(__file__).with_name("results")
 GRPC1, JSON1 = "grpc-raw-1", "json-1"
 MODES = {True: "servers up together, taking turns each round", False: "servers one at a time"}
 
@@ -317,11 +322,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     text = markdown(result)
     print("\n" + text)
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        stem = f"grpc-{started:%Y%m%d-%H%M}{'-' + args.tag if args.tag else ''}"
-        (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-        (RESULTS / f"{stem}.md").write_text(text + "\n")
-        log(f"wrote {RESULTS / stem}.json and .md")
+        save_result("grpc", started, args.tag, result, text)
     return result
 
 

@@ -30,14 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import payloads, profile, wrk
-from benchmarks.loadgen.harness import environment, ints, log, point_from_json, write_bodies
+from benchmarks.loadgen.harness import (
+    environment,
+    ints,
+    log,
+    point_from_json,
+    save_result,
+    write_bodies,
+)
 from benchmarks.loadgen.payloads import Payload
 from benchmarks.loadgen.stats import Point, Run
 from benchmarks.peers import ort_limit, servers
 from benchmarks.peers.servers import HOST, Server
 from benchmarks.serve_report import BIN64, JSON1, JSON64, markdown, ratios
-
-RESULTS = Path(__file__).with_name("results")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -299,11 +304,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     text = markdown(result)
     print("\n" + text)
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        stem = f"serve-{started:%Y%m%d-%H%M}{'-' + args.tag if args.tag else ''}"
-        (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-        (RESULTS / f"{stem}.md").write_text(text + "\n")
-        log(f"wrote {RESULTS / stem}.json and .md")
+        save_result("serve", started, args.tag, result, text)
     return result
 
 

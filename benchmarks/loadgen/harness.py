@@ -4,6 +4,7 @@ replay, the record of the machine a result came from, and reading points back fr
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import subprocess
@@ -71,3 +72,16 @@ def point_from_json(data: dict[str, Any]) -> Point:
         data["concurrency"],
         [Run(**r) for r in data["runs"]],
     )
+
+
+def save_result(
+    kind: str, started: Any, tag: str | None, result: dict[str, Any], text: str
+) -> Path:
+    """Write ``results/<kind>-<date>[-tag].json`` and ``.md``; returns the stem's path."""
+    results = Path(__file__).parents[1] / "results"
+    results.mkdir(exist_ok=True)
+    stem = results / f"{kind}-{started:%Y%m%d-%H%M}{'-' + tag if tag else ''}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    stem.with_suffix(".md").write_text(text + "\n")
+    log(f"wrote {stem}.json and .md")
+    return stem
