@@ -9,7 +9,7 @@ from typing import Any
 
 from server.codecs.json import decode_request, encode_response
 from server.engine.engine import Engine
-from server.engine.requests import InferRequest
+from server.engine.requests import InferRequest, InferResponse
 from server.errors import InvalidInput, PayloadTooLarge
 
 from .errors import error_body
@@ -103,7 +103,9 @@ class InferHandler:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _infer_unless_disconnected(self, request: InferRequest, receive: Receive) -> Any:
+    async def _infer_unless_disconnected(
+        self, request: InferRequest, receive: Receive
+    ) -> InferResponse:
         """Run the request; a client that disconnects first has its request dropped before
         it runs."""
         # uvicorn's request cycle keeps a ``disconnected`` flag: polling it costs nothing,
