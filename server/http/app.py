@@ -13,9 +13,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.engine.engine import Engine
-from server.errors import InvalidInput, ModelNotFound
+from server.errors import InvalidInput, ModelNotFound, SluiceError
 
-from .errors import error_body
+from .errors import INTERNAL, error_body
 from .infer import InferHandler, Receive, Scope, Send, parse_infer_path
 
 
@@ -26,13 +26,19 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def _error(exc: BaseException) -> Response:
+async def _sluice_error(request: Request, exc: Exception) -> Response:
     status, body = error_body(exc)
     return Response(body, status, media_type="application/json")
 
 
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after answering, so uvicorn logs the traceback once.
+    return Response(INTERNAL, 500, media_type="application/json")
+
+
 def build_app(engine: Engine, max_request_bytes: int = 64 * 1024 * 1024) -> SluiceApp:
-    """The ASGI application for ``engine``."""
+    """The ASGI application for ``engine``. Handlers raise ``SluiceError``; one exception
+    handler turns it into ``{"error": ...}`` with its status."""
 
     def model_args(request: Request) -> tuple[str, str]:
         params = request.path_params
@@ -48,42 +54,28 @@ def build_app(engine: Engine, max_request_bytes: int = 64 * 1024 * 1024) -> Slui
         return JSONResponse(engine.server_metadata())
 
     async def model_metadata(request: Request) -> Response:
-        try:
-            return JSONResponse(engine.model_metadata(*model_args(request)))
-        except Exception as exc:
-            return _error(exc)
+        return JSONResponse(engine.model_metadata(*model_args(request)))
 
     async def model_ready(request: Request) -> Response:
         name, version = model_args(request)
-        if not engine.model_ready(name, version):
-            try:
-                engine.get(name, version)
-            except ModelNotFound as exc:
-                return _error(exc)
-            except Exception:
-                pass
+        try:
+            engine.get(name, version)
+        except ModelNotFound:
+            raise
+        except SluiceError:  # known but loading, unloaded or failed
             return JSONResponse({"name": name, "ready": False}, 503)
         return JSONResponse({"name": name, "ready": True})
 
     async def model_config(request: Request) -> Response:
-        try:
-            return JSONResponse(engine.model_config(*model_args(request)))
-        except Exception as exc:
-            return _error(exc)
+        return JSONResponse(engine.model_config(*model_args(request)))
 
     async def model_stats(request: Request) -> Response:
-        try:
-            name, version = model_args(request) if "model" in request.path_params else ("", "")
-            return JSONResponse({"model_stats": engine.statistics(name, version)})
-        except Exception as exc:
-            return _error(exc)
+        name, version = model_args(request) if "model" in request.path_params else ("", "")
+        return JSONResponse({"model_stats": engine.statistics(name, version)})
 
     async def repository_index(request: Request) -> Response:
-        try:
-            body = await _json_body(request)
-            entries = engine.index(bool(body.get("ready", False)))
-        except Exception as exc:
-            return _error(exc)
+        body = await _json_body(request)
+        entries = engine.index(bool(body.get("ready", False)))
         return JSONResponse(
             [
                 {"name": e.name, "version": e.version, "state": e.state, "reason": e.reason}
@@ -92,19 +84,13 @@ def build_app(engine: Engine, max_request_bytes: int = 64 * 1024 * 1024) -> Slui
         )
 
     async def repository_load(request: Request) -> Response:
-        try:
-            await _json_body(request)
-            await engine.load(request.path_params["model"])
-        except Exception as exc:
-            return _error(exc)
+        await _json_body(request)
+        await engine.load(request.path_params["model"])
         return JSONResponse({})
 
     async def repository_unload(request: Request) -> Response:
-        try:
-            await _json_body(request)
-            await engine.unload(request.path_params["model"])
-        except Exception as exc:
-            return _error(exc)
+        await _json_body(request)
+        await engine.unload(request.path_params["model"])
         return JSONResponse({})
 
     async def metrics(request: Request) -> Response:
@@ -130,7 +116,9 @@ def build_app(engine: Engine, max_request_bytes: int = 64 * 1024 * 1024) -> Slui
         Route("/v2/repository/models/{model:str}/unload", repository_unload, methods=["POST"]),
         Route("/metrics", metrics),
     ]
-    return SluiceApp(Starlette(routes=routes), InferHandler(engine, max_request_bytes))
+    handlers = {SluiceError: _sluice_error, Exception: _unexpected}
+    router = Starlette(routes=routes, exception_handlers=handlers)
+    return SluiceApp(router, InferHandler(engine, max_request_bytes))
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

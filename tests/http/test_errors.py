@@ -218,3 +218,14 @@ def test_request_of_a_client_that_went_away_is_dropped_before_running(server: Li
     assert_still_serving(server)
     sizes = {b["batch_size"] for b in server.engine.statistics("slow")[0]["batch_stats"]}
     assert 7 not in sizes
+
+
+def test_control_routes_answer_errors_as_json(server: LiveServer) -> None:
+    status, err = post(server, "/v2/repository/index", b"{nope")
+    assert status == 400 and "malformed JSON" in err["error"]
+    status, err = post(server, "/v2/repository/models/nope/load", b"")
+    assert status == 404 and "nope" in err["error"]
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(f"http://{server.url}/v2/models/nope/ready")
+    with exc.value:
+        assert exc.value.code == 404 and "unknown model" in json.loads(exc.value.read())["error"]
