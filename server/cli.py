@@ -35,6 +35,11 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument(
         "--grpc-max-message-bytes", type=int, help="largest gRPC message, in or out (64 MiB)"
     )
+    p.add_argument(
+        "--grpc-transport",
+        choices=["native", "aio"],
+        help="gRPC transport: Sluice's own HTTP/2 (native, default, fastest) or grpc.aio",
+    )
     p.add_argument("--drain-timeout-s", type=float, help="how long SIGTERM waits for requests")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=_run_serve)
@@ -55,6 +60,7 @@ def serve_settings(args: argparse.Namespace) -> ServerSettings:
         "workers": args.workers,
         "max_request_bytes": args.max_request_bytes,
         "grpc_max_message_bytes": args.grpc_max_message_bytes,
+        "grpc_transport": args.grpc_transport,
         "drain_timeout_s": args.drain_timeout_s,
         "log_level": args.log_level,
     }

@@ -150,6 +150,7 @@ class ServerSettings:
     workers: int = 1
     max_request_bytes: int = 64 * 1024 * 1024
     grpc_max_message_bytes: int = 64 * 1024 * 1024
+    grpc_transport: Literal["native", "aio"] = "native"
     drain_timeout_s: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     default_model_config: ModelConfig = field(default_factory=ModelConfig)
@@ -161,6 +162,7 @@ class ServerSettings:
         _require(self.workers >= 1, "workers must be >= 1")
         _require(self.max_request_bytes >= 1024, "max_request_bytes must be >= 1024")
         _require(self.grpc_max_message_bytes >= 1024, "grpc_max_message_bytes must be >= 1024")
+        _require(self.grpc_transport in ("native", "aio"), "grpc_transport must be native or aio")
         _require(self.drain_timeout_s >= 0, "drain_timeout_s must be >= 0")
         _require(
             self.log_level in ("debug", "info", "warning", "error"),

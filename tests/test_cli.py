@@ -31,3 +31,14 @@ def test_config_file_flags_and_environment_combine(
     settings = serve_settings(args)
     assert (settings.http_port, settings.grpc_port, settings.workers) == (9100, 9101, 4)
     assert settings.default_model_config.runtime.instances == 3
+
+
+def test_grpc_transport_flag_and_its_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert serve_settings(build_parser().parse_args(["serve", "m.onnx"])).grpc_transport == "native"
+    args = build_parser().parse_args(["serve", "m.onnx", "--grpc-transport", "aio"])
+    assert serve_settings(args).grpc_transport == "aio"
+    monkeypatch.setenv("SLUICE_GRPC_TRANSPORT", "grpclib")
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "grpc_transport must be native or aio" in capsys.readouterr().err

@@ -1,23 +1,38 @@
-"""Build, start and drain the grpc.aio server on the serving event loop."""
+"""Build, start and drain the gRPC edge on the serving event loop: native HTTP/2 or grpc.aio."""
 
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import grpc
 
 from server.engine.engine import Engine
 from server.errors import ConfigError
 from server.settings import ServerSettings
+from server.sockets import bind
 
+from .connection import Limits
 from .generated import inference_pb2_grpc as pb_grpc
+from .native import NativeEdge
 from .servicer import InferenceServicer
 
 log = logging.getLogger(__name__)
 
 
-class GrpcEdge:
-    """The gRPC server and the port it is bound to (the OS's pick when the setting is 0)."""
+class GrpcEdge(Protocol):
+    """A started-or-not gRPC server and the port it is bound to (the OS's pick for 0)."""
+
+    port: int
+    address: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace_s: float) -> None: ...
+
+
+class AioEdge:
+    """The grpc.aio server."""
 
     def __init__(self, server: grpc.aio.Server, port: int, address: str) -> None:
         self.server = server
@@ -44,14 +59,23 @@ def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
 
 
 def build_grpc_server(engine: Engine, settings: ServerSettings) -> GrpcEdge:
-    """A grpc.aio server for ``engine`` bound to ``settings.host:grpc_port``, not yet started.
+    """The gRPC edge for ``engine`` bound to ``settings.host:grpc_port``, not yet started.
 
-    Call it on the serving event loop (grpc.aio binds the server to the running loop).
-    A message over ``grpc_max_message_bytes`` is refused by gRPC with RESOURCE_EXHAUSTED.
+    Call it on the serving event loop (both transports serve on the running loop). A message
+    over ``grpc_max_message_bytes`` is refused with RESOURCE_EXHAUSTED.
     """
-    server = grpc.aio.server(options=server_options(settings))
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(engine), server)  # type: ignore[no-untyped-call]
+    servicer = InferenceServicer(engine)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    if settings.grpc_transport == "native":
+        try:
+            sock = bind(settings.host, settings.grpc_port, reuse_port=settings.workers > 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot bind gRPC to {host}:{settings.grpc_port}: {exc}") from exc
+        port = sock.getsockname()[1]
+        limits = Limits(max_message_bytes=settings.grpc_max_message_bytes)
+        return NativeEdge(servicer, sock, limits, f"{host}:{port}")
+    server = grpc.aio.server(options=server_options(settings))
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     address = f"{host}:{settings.grpc_port}"
     try:
         port = server.add_insecure_port(address)
@@ -59,4 +83,4 @@ def build_grpc_server(engine: Engine, settings: ServerSettings) -> GrpcEdge:
         raise ConfigError(f"cannot bind gRPC to {address}: {exc}") from exc
     if port == 0:
         raise ConfigError(f"cannot bind gRPC to {address}")
-    return GrpcEdge(server, port, f"{host}:{port}")
+    return AioEdge(server, port, f"{host}:{port}")

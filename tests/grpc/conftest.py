@@ -1,12 +1,14 @@
 """A live engine + gRPC edge on a loopback port, driven by tritonclient.grpc.
 
-The server runs on its own event loop in a background thread, as ``sluice serve`` runs it;
-the tests talk to it over a real socket with Triton's client.
+The server runs on its own uvloop event loop in a background thread, as ``sluice serve`` runs
+it; the tests talk to it over a real socket with Triton's client. Every test that uses ``live``
+runs once per transport: the native HTTP/2 edge and grpc.aio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 import tritonclient.grpc as triton
+import uvloop
 from prometheus_client import CollectorRegistry
 
 from server.engine.engine import Engine
@@ -45,6 +48,7 @@ class Live:
     """The running server: its URL for clients, its engine, and a way onto its loop."""
 
     url: str
+    transport: str
     engine: Engine
     edge: GrpcEdge
     loop: asyncio.AbstractEventLoop
@@ -52,14 +56,21 @@ class Live:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def run_later(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-@pytest.fixture(scope="session")
-def live(repo: Path) -> Iterator[Live]:
-    loop = asyncio.new_event_loop()
+
+@pytest.fixture(scope="session", params=["native", "aio"])
+def live(repo: Path, request: pytest.FixtureRequest) -> Iterator[Live]:
+    transport = request.param
+    loop = uvloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="sluice-test-loop", daemon=True)
     thread.start()
     settings = ServerSettings(
-        host="127.0.0.1", grpc_port=0, grpc_max_message_bytes=MAX_MESSAGE_BYTES
+        host="127.0.0.1",
+        grpc_port=0,
+        grpc_max_message_bytes=MAX_MESSAGE_BYTES,
+        grpc_transport=transport,
     )
 
     async def up() -> tuple[Engine, GrpcEdge]:
@@ -70,7 +81,7 @@ def live(repo: Path) -> Iterator[Live]:
         return engine, edge
 
     engine, edge = asyncio.run_coroutine_threadsafe(up(), loop).result(60)
-    server = Live(f"127.0.0.1:{edge.port}", engine, edge, loop)
+    server = Live(f"127.0.0.1:{edge.port}", transport, engine, edge, loop)
     yield server
 
     async def down() -> None:

@@ -24,7 +24,7 @@ def fp32() -> list[triton.InferInput]:
 
 def second_edge(live: Live, port: int = 0) -> GrpcEdge:
     async def build() -> GrpcEdge:
-        settings = ServerSettings(grpc_port=port)
+        settings = ServerSettings(grpc_port=port, grpc_transport=live.transport)
         edge = build_grpc_server(live.engine, settings)
         await edge.start()
         return edge
