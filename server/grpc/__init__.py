@@ -1,1 +1,1 @@
-"""The gRPC edge (Open Inference Protocol over grpc.aio): ``server.build_grpc_server``."""
+"""The gRPC edge: Open Inference Protocol over native HTTP/2 or grpc.aio (``server.py``)."""

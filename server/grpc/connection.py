@@ -234,7 +234,7 @@ class Connection(asyncio.Protocol):
             if deadline is not None:
                 call.timer = self._loop.call_at(deadline, self._expire, call)
             if route.client_streaming or ended:
-                route.start(call)
+                self._start(route, call)
 
     def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
         self._received += len(payload)
@@ -270,7 +270,14 @@ class Connection(asyncio.Protocol):
             return
         route = self.routes.get(call.path)
         if route is not None and not route.client_streaming:
+            self._start(route, call)
+
+    def _start(self, route: Route, call: Call) -> None:
+        try:
             route.start(call)
+        except Exception:  # a bug; the connection and its other calls go on
+            log.exception("cannot start the gRPC call %s", call.path)
+            call.finish(f.INTERNAL, "internal error")
 
     def _on_rst_stream(self, flags: int, stream_id: int, payload: bytes) -> None:
         call = self.calls.pop(stream_id, None)

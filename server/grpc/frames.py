@@ -105,8 +105,13 @@ RESPONSE_HEADERS = (
 OK_TRAILERS = literal(b"grpc-status", b"0")
 
 
+MAX_STATUS_MESSAGE = 1024  # characters; keeps a trailers frame far below any frame limit
+
+
 def status_block(code: int, message: str) -> bytes:
     block = literal(b"grpc-status", str(code).encode())
+    if len(message) > MAX_STATUS_MESSAGE:
+        message = message[: MAX_STATUS_MESSAGE - 3] + "..."
     if message:
         block += literal(b"grpc-message", quote(message, safe=_MESSAGE_SAFE).encode())
     return block

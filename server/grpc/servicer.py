@@ -1,8 +1,9 @@
 """The ``inference.GRPCInferenceService`` servicer: decode → engine → encode, per RPC.
 
-Runs on the serving event loop (grpc.aio), the same loop as the engine's batchers. A unary
-RPC the client cancels, or whose deadline passes, has its handler cancelled by grpc.aio;
-that cancels the engine's future, and the batcher drops the request before it runs.
+Runs on the serving event loop, the same loop as the engine's batchers, under either transport
+(``native.py`` or grpc.aio). A unary RPC the client cancels, or whose deadline passes, has its
+handler cancelled by the transport; that cancels the engine's future, and the batcher drops
+the request before it runs.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def test_response_blocks_decode_with_hpack() -> None:
 
 
 def test_long_literals_use_multibyte_lengths() -> None:
-    value = "x" * 1000
+    value = "x" * f.MAX_STATUS_MESSAGE
     assert hpack.Decoder().decode(f.status_block(13, value)) == [
         ("grpc-status", "13"),
         ("grpc-message", value),
@@ -72,3 +72,9 @@ def test_grpc_timeout(value: str, seconds: float) -> None:
 @pytest.mark.parametrize("value", ["", "5", "m", "123456789S", "1.5S", "-1S", "5s"])
 def test_malformed_grpc_timeout(value: str) -> None:
     assert f.parse_timeout(value) is None
+
+
+def test_very_long_status_messages_are_cut() -> None:
+    fields = dict(hpack.Decoder().decode(f.status_block(13, "y" * 100_000)))
+    assert len(fields["grpc-message"]) == f.MAX_STATUS_MESSAGE
+    assert fields["grpc-message"].endswith("...")
