@@ -218,7 +218,9 @@ def mlserver(
     )
 
 
-def sluice(workers: int, python: str = sys.executable, extra: Sequence[str] = ()) -> Server:
+def sluice(
+    workers: int, python: str = sys.executable, extra: Sequence[str] = (), name: str = ""
+) -> Server:
     """Sluice from this checkout serving a repository holding the reference model."""
     repo = WORK / "sluice-repo"
     target = repo / MODEL / "1" / "model.onnx"
@@ -227,7 +229,7 @@ def sluice(workers: int, python: str = sys.executable, extra: Sequence[str] = ()
         shutil.copy(model_file(), target)
     http_port, grpc_port = free_port(), free_port()
     return Server(
-        name=f"sluice-w{workers}",
+        name=name or f"sluice-w{workers}",
         cmd=[
             python,
             "-m",

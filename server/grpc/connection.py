@@ -258,12 +258,14 @@ class Connection(asyncio.Protocol):
                 self.flush(call)
         except CallError as exc:
             call.finish(exc.code, exc.message)
+            call.stop_handler()  # a streaming handler: its call is over
 
     def _end_input(self, call: Call) -> None:
         try:
             call.end_input()
         except CallError as exc:
             call.finish(exc.code, exc.message)
+            call.stop_handler()
         if call.closed:
             if not call.pending:
                 self.finished(call)
