@@ -191,6 +191,9 @@ class Engine:
             model.stats.fail.add(elapsed)
             metrics.failure.labels(model.name, model.version, type(exc).__name__).inc()
             raise
+        except asyncio.CancelledError:  # the client went away or the edge cancelled the call
+            metrics.failure.labels(model.name, model.version, "Cancelled").inc()
+            raise
         elapsed = time.perf_counter_ns() - started
         model.stats.success.add(elapsed)
         model.stats.last_inference_ms = time.time_ns() // 1_000_000

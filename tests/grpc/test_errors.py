@@ -94,12 +94,22 @@ def test_cancelled_call_is_dropped_before_it_runs(
     client: triton.InferenceServerClient, live: Live
 ) -> None:
     before = live.engine.statistics("slow")[0]["execution_count"]
+    cancelled = cancelled_count(live)
     call = client.async_infer("slow", fp32(), callback=lambda result, error: None)
     time.sleep(0.1)
     call.cancel()
     time.sleep(SLOW_DELAY_US / 1e6 + 0.2)  # past the moment the batch would have left
     assert live.engine.model_ready("slow")
     assert live.engine.statistics("slow")[0]["execution_count"] == before
+    assert cancelled_count(live) == cancelled + 1
+
+
+def cancelled_count(live: Live) -> float:
+    labels = {"model": "slow", "version": "1", "reason": "Cancelled"}
+    value = live.engine.metrics.registry.get_sample_value(
+        "sluice_inference_request_failure_total", labels
+    )
+    return value or 0.0
 
 
 @pytest.mark.parametrize(
