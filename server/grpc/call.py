@@ -61,6 +61,7 @@ class Call:
         self.encoding = encoding
         self.max_message_bytes = max_message_bytes
         self.send_window = send_window
+        self.streaming = False  # a client-streaming method: input is credited as it is read
         self.inbox: deque[bytes] = deque()
         self.input_ended = False
         self.consumed = 0  # bytes the handler has taken since the last stream credit

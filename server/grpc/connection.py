@@ -231,6 +231,7 @@ class Connection(asyncio.Protocol):
         elif route is None:
             call.finish(f.UNIMPLEMENTED, f"unknown method {path}")
         else:
+            call.streaming = route.client_streaming
             if deadline is not None:
                 call.timer = self._loop.call_at(deadline, self._expire, call)
             if route.client_streaming or ended:
@@ -247,13 +248,16 @@ class Connection(asyncio.Protocol):
                 raise ProtocolError(f.PROTOCOL_ERROR, f"DATA on idle stream {stream_id}")
             return  # the call is over on this side; its late data is dropped
         payload = _unpad(flags, payload)
-        route = self.routes.get(call.path)
         try:
             if not call.closed:
                 call.receive(payload)
+                if len(call.inbox) > 1 and not call.streaming:
+                    # Refused at once: crediting more input to a unary call would let a
+                    # client queue messages without bound.
+                    raise CallError(f.UNIMPLEMENTED, "a unary call takes one request message")
             if flags & f.END_STREAM:
                 self._end_input(call)
-            elif route is None or not route.client_streaming:
+            elif not call.streaming:  # its one message is bounded by the message limit
                 call.consumed += len(payload)
                 self.flush(call)
         except CallError as exc:

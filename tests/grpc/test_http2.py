@@ -253,6 +253,15 @@ def test_two_messages_on_a_unary_call(raw: Raw) -> None:
     assert answer.status == 12
 
 
+def test_a_second_message_on_a_unary_call_is_refused_before_the_stream_ends(raw: Raw) -> None:
+    message = framed(infer_message("identity_fp32", np.ones((1, 3))))
+    stream_id = raw.start()
+    raw.conn.send_data(stream_id, message + message)  # no END_STREAM: the client goes on
+    raw.flush()
+    answer = raw.answer(stream_id)
+    assert answer.status == 12 and "one request message" in answer.fields["grpc-message"]
+
+
 def test_stream_ending_inside_a_message(raw: Raw) -> None:
     message = framed(infer_message("identity_fp32", np.ones((1, 3))))
     answer = raw.answer(raw.call(message[:-2]))
