@@ -200,6 +200,10 @@ def test_request_of_a_client_that_went_away_is_dropped_before_running(server: Li
     import socket
 
     batcher = server.engine.get("slow").batcher
+    registry = server.engine.metrics.registry
+    labels = {"model": "slow", "version": "1", "reason": "Cancelled"}
+    failures = "sluice_inference_request_failure_total"
+    cancelled = registry.get_sample_value(failures, labels) or 0.0
     host, port = server.url.split(":")
     body = _slow_body(7)
     head = (
@@ -218,6 +222,7 @@ def test_request_of_a_client_that_went_away_is_dropped_before_running(server: Li
     assert_still_serving(server)
     sizes = {b["batch_size"] for b in server.engine.statistics("slow")[0]["batch_stats"]}
     assert 7 not in sizes
+    assert registry.get_sample_value(failures, labels) == cancelled + 1
 
 
 def test_control_routes_answer_errors_as_json(server: LiveServer) -> None:
