@@ -31,6 +31,7 @@ from server.sockets import bind
 from .conftest import Live
 
 PATH = "/inference.GRPCInferenceService/ModelInfer"
+STREAM_PATH = "/inference.GRPCInferenceService/ModelStreamInfer"
 
 
 def infer_message(model: str, values: np.ndarray, request_id: str = "") -> bytes:
@@ -260,6 +261,13 @@ def test_a_second_message_on_a_unary_call_is_refused_before_the_stream_ends(raw:
     raw.flush()
     answer = raw.answer(stream_id)
     assert answer.status == 12 and "one request message" in answer.fields["grpc-message"]
+
+
+def test_unparsable_message_on_a_stream_ends_it(raw: Raw) -> None:
+    good = framed(infer_message("identity_fp32", np.ones((1, 3)), "first"))
+    stream_id = raw.call(good + framed(b"\xff\xff\xff\xff"), path=STREAM_PATH)
+    answer = raw.answer(stream_id)
+    assert answer.status == 3 and "cannot parse" in answer.fields["grpc-message"]
 
 
 def test_stream_ending_inside_a_message(raw: Raw) -> None:
