@@ -19,7 +19,6 @@ import contextlib
 import datetime as dt
 import os
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -132,16 +131,12 @@ def run_profile(
     """py-spy on the server's processes while h2load holds c=64 with 1-row ModelInfer."""
     assert server.grpc_port is not None
     out = servers.WORK / f"profile-grpc-{server.name}.txt"
-    load = threading.Thread(
-        target=h2load.run,
-        args=(HOST, server.grpc_port, body, size, 64, args.profile + 4),
-        kwargs={"threads": args.threads},
-    )
-    load.start()
-    time.sleep(2)
-    profile.record(proc.pid, args.profile, out)
-    load.join()
-    summary = profile.summarize(out)
+    port = server.grpc_port
+
+    def load(seconds: float) -> object:
+        return h2load.run(HOST, port, body, size, 64, seconds, threads=args.threads)
+
+    summary = profile.under_load(proc.pid, args.profile, out, load)
     summary["server"] = server.name
     log(f"profile {server.name} (gRPC): {summary['roles']}")
     return summary

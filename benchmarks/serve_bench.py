@@ -22,8 +22,6 @@ import json
 import os
 import statistics
 import sys
-import threading
-import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -171,15 +169,11 @@ def run_profile(
     """py-spy on the server's processes while wrk holds c=64 with 1-row JSON."""
     out = servers.WORK / f"profile-{server.name}.txt"
     url = f"http://{HOST}:{server.http_port}/v2/models/{server.model}/infer"
-    load = threading.Thread(
-        target=wrk.run,
-        args=(url, items[JSON1], bodies[JSON1], 64, args.profile + 4, args.threads),
-    )
-    load.start()
-    time.sleep(2)
-    profile.record(proc.pid, args.profile, out)
-    load.join()
-    summary = profile.summarize(out)
+
+    def load(seconds: float) -> object:
+        return wrk.run(url, items[JSON1], bodies[JSON1], 64, seconds, args.threads)
+
+    summary = profile.under_load(proc.pid, args.profile, out, load)
     summary["server"] = server.name
     log(f"profile {server.name}: {summary['roles']}")
     return summary

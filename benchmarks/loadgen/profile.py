@@ -12,6 +12,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,19 @@ def record(
         timeout=duration_s + 60,
     )
     return output
+
+
+def under_load(
+    pid: int, duration_s: float, output: Path, load: Callable[[float], object]
+) -> dict[str, Any]:
+    """Summarize ``duration_s`` of samples of ``pid`` taken while ``load(seconds)`` runs in a
+    thread; the load starts 2 s before sampling and ends after it."""
+    thread = threading.Thread(target=load, args=(duration_s + 4,))
+    thread.start()
+    time.sleep(2)
+    record(pid, duration_s, output)
+    thread.join()
+    return summarize(output)
 
 
 def _frames(stack: str) -> list[str]:
