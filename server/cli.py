@@ -24,7 +24,17 @@ def _add_serve(subparsers: Any) -> None:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, help="HTTP port (default 8000)")
     p.add_argument("--grpc-port", type=int, help="gRPC port (default 8001)")
-    p.add_argument("--workers", type=int, help="server processes sharing the ports (default 1)")
+    p.add_argument(
+        "--workers",
+        type=_count,
+        help='server processes sharing the ports (default "auto": one per core the models '
+        "leave free; 1 with ephemeral ports)",
+    )
+    p.add_argument(
+        "--cores",
+        type=_count,
+        help='cores the server may use (default "auto": the affinity mask and cgroup quota)',
+    )
     p.add_argument(
         "--config",
         type=Path,
@@ -45,6 +55,19 @@ def _add_serve(subparsers: Any) -> None:
     p.set_defaults(run=_run_serve)
 
 
+def _count(text: str) -> int | str:
+    """A positive integer or ``auto`` (argparse type)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither 'auto' nor an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 or 'auto', got {value}")
+    return value
+
+
 def serve_settings(args: argparse.Namespace) -> ServerSettings:
     file_values: dict[str, Any] = {}
     model_config = ModelConfig()
@@ -58,6 +81,7 @@ def serve_settings(args: argparse.Namespace) -> ServerSettings:
         "http_port": args.http_port,
         "grpc_port": args.grpc_port,
         "workers": args.workers,
+        "cores": args.cores,
         "max_request_bytes": args.max_request_bytes,
         "grpc_max_message_bytes": args.grpc_max_message_bytes,
         "grpc_transport": args.grpc_transport,

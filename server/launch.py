@@ -26,7 +26,8 @@ from server.engine.repository import Repository
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
 from server.metrics import Metrics
-from server.settings import ServerSettings
+from server.resources import usable_cores
+from server.settings import AUTO, ServerSettings
 from server.sockets import bind
 
 log = logging.getLogger("sluice")
@@ -44,7 +45,12 @@ class _Server(uvicorn.Server):
 def build_engine(settings: ServerSettings) -> Engine:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    repository = Repository(Path(settings.model_path), settings.default_model_config)
+    repository = Repository(
+        Path(settings.model_path),
+        settings.default_model_config,
+        settings.cores_per_worker,
+        settings.workers,
+    )
     return Engine(repository, Metrics(registry), settings.drain_timeout_s)
 
 
@@ -53,7 +59,7 @@ class Service:
     thread; ``run`` then drains and returns the exit code."""
 
     def __init__(self, settings: ServerSettings) -> None:
-        self.settings = settings
+        self.settings = settings = resolve(settings)
         self.engine = build_engine(settings)
         self.http_port = 0
         self.grpc_port = 0
@@ -166,9 +172,28 @@ def run_worker(settings: ServerSettings) -> int:
         return asyncio.run(serve(settings))
 
 
+def resolve(settings: ServerSettings) -> ServerSettings:
+    """``"auto"`` cores and workers made concrete from what this process may use, logged."""
+    if settings.cores != AUTO and settings.workers != AUTO:
+        return settings
+    cores = usable_cores()
+    resolved = settings.resolved(cores.count)
+    log.info(
+        "cores: %s; %d worker(s)%s, %d core(s) each",
+        cores.describe() if settings.cores == AUTO else f"{resolved.cores} (set)",
+        resolved.workers,
+        " (auto)" if settings.workers == AUTO else "",
+        resolved.cores_per_worker,
+    )
+    if resolved.workers > resolved.cores:
+        log.warning("%d workers on %d core(s): oversubscribed", resolved.workers, resolved.cores)
+    return resolved
+
+
 def run(settings: ServerSettings) -> int:
     """Run one worker in this process, or ``workers`` child processes and wait for them."""
     configure_logging(settings)
+    settings = resolve(settings)
     if settings.workers == 1:
         return run_worker(settings)
     if settings.http_port == 0 or settings.grpc_port == 0:

@@ -4,6 +4,10 @@ Server settings come from CLI flags and ``SLUICE_*`` environment variables (read
 ``from_env``, called by the CLI). Per-model settings come from ``REPO/<name>/config.toml``
 with ``[batching]`` and ``[runtime]`` tables; every field has a default, so a bare
 ``model.onnx`` needs none.
+
+``workers``, ``cores``, ``instances`` and the ONNX Runtime thread counts accept ``"auto"`` (the
+default; stored as ``AUTO``, 0) and are resolved from the cores the process may use
+(``server.resources``) by ``ServerSettings.resolved`` and ``RuntimeConfig.resolved``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,18 @@ KNOWN_PROVIDERS = (
     "CoreMLExecutionProvider",
     "CPUExecutionProvider",
 )
+
+
+# "auto" in TOML, flags and SLUICE_* variables; 0 in the typed fields until resolved.
+AUTO = 0
+_AUTO_FIELDS = frozenset({"workers", "cores", "instances", "intra_op_threads", "inter_op_threads"})
+
+
+def _normalise_auto(obj: object) -> None:
+    """Turn ``"auto"`` into ``AUTO`` in a frozen dataclass's auto-able fields."""
+    for name in _AUTO_FIELDS:
+        if getattr(obj, name, None) == "auto":
+            object.__setattr__(obj, name, AUTO)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -80,11 +96,11 @@ class RuntimeConfig:
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    instances: int = 1
-    # One intra-op thread without spinning leaves the cores to the event loop and to the
-    # other instances: spinning threads starve the HTTP front end (see benchmarks/README.md).
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
+    # AUTO ("auto"): resolved from the worker's cores by ``resolved``.
+    instances: int = AUTO
+    intra_op_threads: int = AUTO
+    inter_op_threads: int = AUTO
+    # Spinning threads starve the HTTP front end (see benchmarks/README.md).
     allow_spinning: bool = False
     execution_mode: ExecutionMode = "sequential"
     graph_optimization: GraphOptimization = "all"
@@ -93,9 +109,13 @@ class RuntimeConfig:
     warmup: bool = True
 
     def __post_init__(self) -> None:
-        _require(self.instances >= 1, "runtime.instances must be >= 1")
-        _require(self.intra_op_threads >= 0, "runtime.intra_op_threads must be >= 0 (0: ORT picks)")
-        _require(self.inter_op_threads >= 0, "runtime.inter_op_threads must be >= 0 (0: ORT picks)")
+        _normalise_auto(self)
+        for name in ("instances", "intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                f'runtime.{name} must be "auto" or an integer >= 1, got {value!r}',
+            )
         _require(len(self.providers) >= 1, "runtime.providers must name at least one provider")
         for name in self.providers:
             _require(
@@ -115,6 +135,21 @@ class RuntimeConfig:
         _require(
             self.execution_mode in typing.get_args(ExecutionMode),
             "runtime.execution_mode must be sequential or parallel",
+        )
+
+    def resolved(self, cores: int) -> RuntimeConfig:
+        """``AUTO`` fields chosen for a worker that may use ``cores`` cores; set ones kept.
+
+        The cores go to instances, one intra-op thread each, so instances x intra-op threads
+        <= cores: on the reference MLP two 1-thread instances beat one 2-thread instance
+        (benchmarks/results/defaults-*.md), as in batch scoring (server/scoring/threads.py).
+        Inter-op threads only run in parallel execution mode; they get the cores left over.
+        """
+        instances = self.instances or max(1, cores // (self.intra_op_threads or 1))
+        intra = self.intra_op_threads or max(1, cores // instances)
+        inter = self.inter_op_threads or max(1, cores // (instances * intra))
+        return dataclasses.replace(
+            self, instances=instances, intra_op_threads=intra, inter_op_threads=inter
         )
 
 
@@ -147,7 +182,9 @@ class ServerSettings:
     host: str = "127.0.0.1"
     http_port: int = 8000
     grpc_port: int = 8001
-    workers: int = 1
+    # AUTO ("auto"): resolved by ``resolved`` from the cores the process may use.
+    workers: int = AUTO
+    cores: int = AUTO
     max_request_bytes: int = 64 * 1024 * 1024
     grpc_max_message_bytes: int = 64 * 1024 * 1024
     grpc_transport: Literal["native", "aio"] = "native"
@@ -159,7 +196,13 @@ class ServerSettings:
         for name in ("http_port", "grpc_port"):
             port = getattr(self, name)
             _require(0 <= port <= 65535, f"{name} must be within 0..65535, got {port}")
-        _require(self.workers >= 1, "workers must be >= 1")
+        _normalise_auto(self)
+        for name in ("workers", "cores"):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                f'{name} must be "auto" or an integer >= 1, got {value!r}',
+            )
         _require(self.max_request_bytes >= 1024, "max_request_bytes must be >= 1024")
         _require(self.grpc_max_message_bytes >= 1024, "grpc_max_message_bytes must be >= 1024")
         _require(self.grpc_transport in ("native", "aio"), "grpc_transport must be native or aio")
@@ -179,6 +222,28 @@ class ServerSettings:
                 values[f.name] = _parse_env(raw, f.type, f"SLUICE_{f.name.upper()}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def resolved(self, usable_cores: int) -> ServerSettings:
+        """``cores`` and ``workers`` made concrete; ``usable_cores`` is what the process may use.
+
+        Auto workers: one per core left after the default model config's explicit instances
+        and intra-op threads (the HTTP front end is GIL-bound: 2 workers served 1.8x the 1-row
+        requests of 1 on 2 cores, benchmarks/README.md), so workers x instances x intra-op
+        threads <= cores. Ephemeral ports (0) cannot be shared, so they get one worker.
+        """
+        cores = self.cores or usable_cores
+        workers = self.workers
+        if workers == AUTO:
+            runtime = self.default_model_config.runtime
+            per_worker = max(1, runtime.instances) * max(1, runtime.intra_op_threads)
+            shared_ports = self.http_port != 0 and self.grpc_port != 0
+            workers = max(1, cores // per_worker) if shared_ports else 1
+        return dataclasses.replace(self, cores=cores, workers=workers)
+
+    @property
+    def cores_per_worker(self) -> int:
+        """The cores each worker's models may use (after ``resolved``)."""
+        return max(1, self.cores // max(1, self.workers))
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -205,7 +270,12 @@ def _build(cls: type[T], data: Any, where: str) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - names
     _require(not unknown, f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(names)})")
-    values = {key: _coerce(value, hints[key], f"{where} {key}") for key, value in data.items()}
+    values = {
+        key: value
+        if key in _AUTO_FIELDS and value == "auto"
+        else _coerce(value, hints[key], f"{where} {key}")
+        for key, value in data.items()
+    }
     return cls(**values)
 
 
@@ -238,6 +308,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 def _parse_env(raw: str, hint: Any, where: str) -> Any:
+    auto_field = where.removeprefix("SLUICE_").lower() in _AUTO_FIELDS
+    if auto_field and raw.strip().lower() == "auto":
+        return "auto"
     if hint in ("int", int):
         try:
             return int(raw)

@@ -250,6 +250,17 @@ class Engine:
             "instance_group": [
                 {"name": model.name, "count": runtime.instances, "kind": "KIND_CPU"}
             ],
+            # Triton's ONNX Runtime backend names for the thread counts; then this worker's
+            # share of the machine ("auto" settings are shown resolved).
+            "parameters": {
+                key: {"string_value": str(value)}
+                for key, value in (
+                    ("intra_op_thread_count", runtime.intra_op_threads),
+                    ("inter_op_thread_count", runtime.inter_op_threads),
+                    ("workers", self.repository.workers),
+                    ("cores_per_worker", self.repository.cores),
+                )
+            },
         }
         if model.batching:
             config["dynamic_batching"] = {

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 
 from server.errors import ConfigError
-from server.settings import ModelConfig, ServerSettings
+from server.settings import AUTO, ModelConfig, ServerSettings
 
 
 def test_defaults_need_no_file() -> None:
     config = ModelConfig.from_mapping({})
-    assert config.batching.max_batch_size == 64 and config.runtime.intra_op_threads == 1
+    assert config.batching.max_batch_size == 64 and config.runtime.intra_op_threads == AUTO
 
 
 def test_toml_maps_onto_fields(tmp_path: Path) -> None:
@@ -59,5 +59,5 @@ def test_environment_then_flags() -> None:
     assert (settings.http_port, settings.grpc_port, settings.workers) == (9000, 9001, 2)
     with pytest.raises(ConfigError, match="SLUICE_HTTP_PORT"):
         ServerSettings.from_env({}, {"SLUICE_HTTP_PORT": "eighty"})
-    with pytest.raises(ConfigError, match="workers must be >= 1"):
-        ServerSettings(workers=0)
+    with pytest.raises(ConfigError, match='workers must be "auto" or an integer >= 1'):
+        ServerSettings(workers=-1)

@@ -7,6 +7,8 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
+from server.resources import usable_cores
+
 
 def test_health(client: triton.InferenceServerClient) -> None:
     assert client.is_server_live()
@@ -48,7 +50,10 @@ def test_model_config_parses_with_tritons_client(client: triton.InferenceServerC
     assert config.input[0].name == "INPUT0"
     assert config.input[0].data_type == 13  # TYPE_STRING
     assert list(config.input[0].dims) == [3]
-    assert config.instance_group[0].count == 1
+    # "auto", one worker: one 1-thread instance per core this process may use.
+    assert config.instance_group[0].count == usable_cores().count
+    assert config.parameters["intra_op_thread_count"].string_value == "1"
+    assert config.parameters["workers"].string_value == "1"
     assert config.instance_group[0].kind == 2  # KIND_CPU
     assert config.dynamic_batching.default_queue_policy.max_queue_size == 1024
 
