@@ -271,9 +271,8 @@ def _build(cls: type[T], data: Any, where: str) -> T:
     unknown = set(data) - names
     _require(not unknown, f"{where}: unknown key(s) {sorted(unknown)} (known: {sorted(names)})")
     values = {
-        key: value
-        if key in _AUTO_FIELDS and value == "auto"
-        else _coerce(value, hints[key], f"{where} {key}")
+        # Counts that may be "auto" are checked by the class, which names both forms.
+        key: value if key in _AUTO_FIELDS else _coerce(value, hints[key], f"{where} {key}")
         for key, value in data.items()
     }
     return cls(**values)
