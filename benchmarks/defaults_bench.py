@@ -6,15 +6,16 @@ loopback ports (the only flags the "auto" server gets). All servers run at once 
 sleep); each round gives every server one wrk run per payload, in a rotated order, and
 measures raw in-process ONNX Runtime at batch 1 and 64 (the ``ort_limit`` configurations, the
 best of which is the limit). Payloads: Triton's binary tensor extension, 1 row (c=64) and 64
-rows (c=8). A configuration's figure is the median of its rounds.
+rows (c=8). A configuration's figure is the median of its rounds; its ratio to the best is the
+median of its per-round ratios to the best configuration's run in the same round.
 
-    python -m benchmarks.defaults_bench                                  # ~6 min
+    python -m benchmarks.defaults_bench                                  # ~5 min
     python -m benchmarks.defaults_bench --rounds 1 --duration 3 --grid 2x1x1x0 --no-save
     python -m benchmarks.defaults_bench --profile 8 --grid 1x2x1x0       # + py-spy of each
 
 Grid entries are ``WORKERSxINSTANCESxINTRAxDELAY_US``; by default every configuration with
-workers x instances x intra-op threads <= cores, at queue delays 0 and 200 us, plus two that
-oversubscribe (``--oversubscribed``).
+workers x instances x intra-op threads <= cores, at queue delays 0 and 200 us (and, with
+``--oversubscribed``, two configurations that use more threads than cores).
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ def measure_limit(store: dict[str, list[float]], duration_s: float) -> None:
     )
 
 
+def round_limits(store: dict[str, list[float]], rows: int) -> list[float]:
+    """Each round's best raw ORT rows/s at ``rows`` rows."""
+    series = [v for k, v in store.items() if k.endswith(f" batch {rows}")]
+    return [max(values) for values in zip(*series, strict=True)]
+
+
 def limit_of(store: dict[str, list[float]], rows: int) -> tuple[str, float]:
     medians = {
         k: statistics.median(v) for k, v in store.items() if k.endswith(f" batch {rows}") and v
@@ -146,6 +153,12 @@ def report(result: dict[str, Any]) -> str:
         f"{result['args']['rounds']} interleaved rounds of {result['args']['duration']:g} s; "
         f"commit {env['commit']}.",
         "",
+        "Best: the configuration with the highest median rows/s. Paired ratios: the median over "
+        "rounds of a configuration's run over the best configuration's run (or the best raw "
+        "ORT configuration's) in the same round. Load average per round: "
+        + ", ".join(f"{x:.1f}" for x in result.get("loadavg_rounds", []))
+        + ".",
+        "",
     ]
     for payload, rows in result["payloads"].items():
         label, limit = result["limit"][payload]["label"], result["limit"][payload]["rows_per_s"]
@@ -153,8 +166,9 @@ def report(result: dict[str, Any]) -> str:
             f"## {payload} (c={CONCURRENCY[payload]}); raw ORT limit {limit:,.0f} rows/s ({label})",
             "",
             "| configuration | resolved (workers / instances / intra) | rows/s (median) "
-            "| / best | / raw ORT | p99 ms | runs (rows/s) |",
-            "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+            "| / best (paired) | / best (medians) | / raw ORT (paired) | p99 ms "
+            "| runs (rows/s) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for row in sorted(rows, key=lambda r: -r["rows_per_s"]):
             runs = " / ".join(f"{x:,.0f}" for x in row["runs"])
@@ -162,7 +176,8 @@ def report(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {row['config']} | {res.get('workers', '?')} / {res.get('instances', '?')} / "
                 f"{res.get('intra_op_thread_count', '?')} | {row['rows_per_s']:,.0f} "
-                f"| {row['over_best']:.2f} | {row['over_limit']:.2f} | {row['p99_ms']:.1f} "
+                f"| {row['over_best']:.2f} | {row['medians_over_best']:.2f} "
+                f"| {row['over_limit']:.2f} | {row['p99_ms']:.1f} "
                 f"| {runs} |"
             )
         auto = next((r for r in rows if r["config"] == Config().name), None)
@@ -180,12 +195,12 @@ def report(result: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=float, default=4.0, help="seconds per wrk run")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--duration", type=float, default=2.5, help="seconds per wrk run")
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--limit-duration", type=float, default=1.5, help="seconds per ORT config")
     p.add_argument("--grid", default="", help="comma list of WxIxTxD; default: the full grid")
-    p.add_argument("--no-oversubscribed", action="store_true")
+    p.add_argument("--oversubscribed", action="store_true", help="add w2 i2 t1, w1 i2 t2")
     p.add_argument("--no-auto", action="store_true", help="leave out the no-flag server")
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--profile", type=float, default=0.0, help="py-spy seconds per server")
@@ -201,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     grid = (
         [Config.parse(x) for x in args.grid.split(",") if x]
         if args.grid
-        else default_grid(CORES, not args.no_oversubscribed)
+        else default_grid(CORES, args.oversubscribed)
     )
     configs = ([] if args.no_auto else [Config()]) + grid
     items = {BIN1: payloads.binary_payload(1), BIN64: payloads.binary_payload(64)}
@@ -240,11 +255,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 url = f"http://{HOST}:{server.http_port}/v2/models/{MODEL}/infer"
                 wrk.run(url, payload, bodies[kind], CONCURRENCY[kind], args.warmup)
         for rnd in range(args.rounds):
-            log(f"round {rnd + 1}/{args.rounds}")
+            log(f"round {rnd + 1}/{args.rounds}, load average {os.getloadavg()[0]:.1f}")
+            result.setdefault("loadavg_rounds", []).append(os.getloadavg()[0])
             measure_limit(limit_runs, args.limit_duration)
             shift = rnd * len(alive) // max(args.rounds, 1)
-            for config, server, _ in alive[shift:] + alive[:shift]:
-                for kind, payload in items.items():
+            for kind, payload in items.items():
+                for config, server, _ in alive[shift:] + alive[:shift]:
                     run = load(server, payload, bodies[kind], args.duration)
                     runs.setdefault((config.name, kind), []).append(run)
                     log(
@@ -275,10 +291,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for (name, k), rs in runs.items()
             if k == kind
         ]
-        top = max((r["rows_per_s"] for r in rows), default=0.0) or 1.0
+        best = max(rows, key=lambda r: r["rows_per_s"])
+        limits = round_limits(limit_runs, payload.rows)
         for row in rows:
-            row["over_best"] = row["rows_per_s"] / top
-            row["over_limit"] = row["rows_per_s"] / limit
+            # Paired with the same round: the machine's load moves within minutes, so a
+            # ratio of two runs minutes apart says more about the machine than the config.
+            row["over_best"] = statistics.median(
+                a / b for a, b in zip(row["runs"], best["runs"], strict=True)
+            )
+            row["over_limit"] = statistics.median(
+                a / b for a, b in zip(row["runs"], limits, strict=True)
+            )
+            row["medians_over_best"] = row["rows_per_s"] / best["rows_per_s"]
         result["payloads"][kind] = rows
     result["limit_runs"] = limit_runs
     text = report(result)
