@@ -39,6 +39,9 @@ KNOWN_PROVIDERS = (
 
 # "auto" in TOML, flags and SLUICE_* variables; 0 in the typed fields until resolved.
 AUTO = 0
+# Each worker loads its own copy of every model and batches only its own connections'
+# requests, so "auto" stops adding workers here and gives further cores to instances.
+MAX_AUTO_WORKERS = 8
 _AUTO_FIELDS = frozenset({"workers", "cores", "instances", "intra_op_threads", "inter_op_threads"})
 
 
@@ -229,7 +232,9 @@ class ServerSettings:
         Auto workers: one per core left after the default model config's explicit instances
         and intra-op threads (the HTTP front end is GIL-bound: 2 workers served 1.8x the 1-row
         requests of 1 on 2 cores, benchmarks/README.md), so workers x instances x intra-op
-        threads <= cores. Ephemeral ports (0) cannot be shared, so they get one worker.
+        threads <= cores; past ``MAX_AUTO_WORKERS``, the largest count up to it that divides
+        the cores evenly (12 cores: 6 workers of 2). Ephemeral ports (0) cannot be shared, so
+        they get one worker.
         """
         cores = self.cores or usable_cores
         workers = self.workers
@@ -237,7 +242,9 @@ class ServerSettings:
             runtime = self.default_model_config.runtime
             per_worker = max(1, runtime.instances) * max(1, runtime.intra_op_threads)
             shared_ports = self.http_port != 0 and self.grpc_port != 0
-            workers = max(1, cores // per_worker) if shared_ports else 1
+            slots = max(1, cores // per_worker)
+            fits = [w for w in range(1, MAX_AUTO_WORKERS + 1) if slots % w == 0]
+            workers = (slots if slots <= MAX_AUTO_WORKERS else fits[-1]) if shared_ports else 1
         return dataclasses.replace(self, cores=cores, workers=workers)
 
     @property

@@ -28,6 +28,17 @@ def test_auto_gives_each_core_a_worker_with_one_single_thread_instance() -> None
     assert (runtime.instances, runtime.intra_op_threads, runtime.inter_op_threads) == (1, 1, 1)
 
 
+@pytest.mark.parametrize(
+    ("cores", "workers", "each"), [(1, 1, 1), (2, 2, 1), (8, 8, 1), (12, 6, 2), (32, 8, 4)]
+)
+def test_workers_stop_at_eight_and_share_the_cores_evenly(
+    cores: int, workers: int, each: int
+) -> None:
+    settings = ServerSettings().resolved(cores)
+    assert (settings.workers, settings.cores_per_worker) == (workers, each)
+    assert RuntimeConfig().resolved(each).instances == each
+
+
 def test_ephemeral_ports_get_one_worker_and_the_cores_go_to_instances() -> None:
     settings = ServerSettings(http_port=0, grpc_port=0).resolved(4)
     assert (settings.workers, settings.cores_per_worker) == (1, 4)
@@ -60,6 +71,8 @@ def test_auto_never_oversubscribes(cores: int) -> None:
         runtime = config.runtime.resolved(server.cores_per_worker)
         used = server.workers * runtime.instances * runtime.intra_op_threads
         assert 1 <= used <= cores, (cores, instances, intra, server.workers, runtime)
+        if instances == intra == AUTO:
+            assert used == cores  # and none left idle
 
 
 def test_auto_is_accepted_from_toml_flags_and_environment(tmp_path: Path) -> None:
