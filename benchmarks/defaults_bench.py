@@ -195,9 +195,10 @@ def report(result: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--duration", type=float, default=2.5, help="seconds per wrk run")
-    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--rounds", type=int, default=5)
+    # wrk reads whole seconds only ("2.5s" is an invalid duration)
+    p.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--limit-duration", type=float, default=1.5, help="seconds per ORT config")
     p.add_argument("--grid", default="", help="comma list of WxIxTxD; default: the full grid")
     p.add_argument("--oversubscribed", action="store_true", help="add w2 i2 t1, w1 i2 t2")
