@@ -6,8 +6,10 @@ loopback ports (the only flags the "auto" server gets). All servers run at once 
 sleep); each round gives every server one wrk run per payload, in a rotated order, and
 measures raw in-process ONNX Runtime at batch 1 and 64 (the ``ort_limit`` configurations, the
 best of which is the limit). Payloads: Triton's binary tensor extension, 1 row (c=64) and 64
-rows (c=8). A configuration's figure is the median of its rounds; its ratio to the best is the
-median of its per-round ratios to the best configuration's run in the same round.
+rows (c=8). On a shared machine, run it under ``nice -n -10`` (recorded with the result) so the
+other tenants' load moves every configuration less. A configuration's figure is the median of
+its rounds; its ratio to the best is the median of its per-round ratios to the best
+configuration's run in the same round.
 
     python -m benchmarks.defaults_bench                                  # ~5 min
     python -m benchmarks.defaults_bench --rounds 1 --duration 3 --grid 2x1x1x0 --no-save
@@ -151,7 +153,8 @@ def report(result: dict[str, Any]) -> str:
         f"{' / '.join(f'{x:.1f}' for x in env['loadavg_start'])} at start, "
         f"{' / '.join(f'{x:.1f}' for x in result['loadavg_end'])} at end; "
         f"{result['args']['rounds']} interleaved rounds of {result['args']['duration']:g} s; "
-        f"commit {env['commit']}.",
+        f"commit {env['commit']}; niceness {result.get('niceness', 0)} (servers, wrk and the "
+        "limit alike).",
         "",
         "Best: the configuration with the highest median rows/s. Paired ratios: the median over "
         "rounds of a configuration's run over the best configuration's run (or the best raw "
@@ -230,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "started": f"{started:%Y-%m-%d %H:%M} UTC",
         "environment": environment(),
         "cores": CORES,
+        "niceness": os.nice(0),
         "args": vars(args),
         "failures": [],
         "profiles": [],
