@@ -187,6 +187,14 @@ def report(result: dict[str, Any]) -> str:
         if auto is not None:
             verdict = "met" if auto["over_best"] >= 0.85 else "MISSED"
             lines += ["", f"Defaults: {auto['over_best']:.2f} of the best (goal 0.85: {verdict})."]
+            twin = next((r for r in rows if r is not auto and twins(r, auto)), None)
+            if twin is not None:
+                lines.append(
+                    f"Noise: `{twin['config']}` is the configuration auto resolves to; the two "
+                    f"differ by {abs(twin['over_best'] - auto['over_best']):.2f} of the best "
+                    f"(paired), {abs(twin['medians_over_best'] - auto['medians_over_best']):.2f} "
+                    "(medians)."
+                )
         lines.append("")
     for prof in result.get("profiles", []):
         lines += [f"## py-spy: {prof['server']} under {prof['payload']}", ""]
@@ -196,13 +204,19 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def twins(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two rows whose servers resolved to the same configuration."""
+    keys = ("workers", "instances", "intra_op_thread_count", "queue_delay_us")
+    return all(str(a["resolved"].get(k)) == str(b["resolved"].get(k)) for k in keys)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=8)
     # wrk reads whole seconds only ("2.5s" is an invalid duration)
-    p.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    p.add_argument("--duration", type=int, default=2, help="seconds per wrk run")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--limit-duration", type=float, default=1.5, help="seconds per ORT config")
+    p.add_argument("--limit-duration", type=float, default=1.0, help="seconds per ORT config")
     p.add_argument("--grid", default="", help="comma list of WxIxTxD; default: the full grid")
     p.add_argument("--oversubscribed", action="store_true", help="add w2 i2 t1, w1 i2 t2")
     p.add_argument("--no-auto", action="store_true", help="leave out the no-flag server")
@@ -211,11 +225,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="also 1-row JSON (c=64)")
     p.add_argument("--no-save", action="store_true")
     p.add_argument("--tag", default="")
+    p.add_argument("--render", type=Path, help="rewrite a saved result's .md, then exit")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.render:
+        saved: dict[str, Any] = json.loads(args.render.read_text())
+        args.render.with_suffix(".md").write_text(report(saved) + "\n")
+        return saved
     started = dt.datetime.now(dt.UTC)
     grid = (
         [Config.parse(x) for x in args.grid.split(",") if x]
