@@ -10,10 +10,13 @@ from tests.live import LiveServer
 
 DATATYPES = list(models.ONNX_TYPES)
 
+# One instance, so a request waits while another runs (the queue and timeout tests need it).
 SLOW_CONFIG = """
 [batching]
 max_batch_size = 64
 max_queue_size = 2
+[runtime]
+instances = 1
 """
 
 
