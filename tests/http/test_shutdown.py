@@ -63,7 +63,9 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path: Path) -> None:
     # 64 layers: a 64-row request runs for tens of ms, so requests queue behind it.
     models.write_repository(tmp_path, {"slow": models.slow(layers=64)}, {"slow": config})
     body = _body("x", 64, 512)
-    with sluice_serve(tmp_path) as (proc, base):
+    # One worker: /metrics then shows the queue the requests wait in ("auto" would start one
+    # per core, each with its own queue).
+    with sluice_serve(tmp_path, "--workers", "1") as (proc, base):
 
         def call(_: int) -> int:
             req = urllib.request.Request(f"{base}/v2/models/slow/infer", data=body, method="POST")
