@@ -23,6 +23,7 @@ workers x instances x intra-op threads <= cores, at queue delays 0 and 200 us (a
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime as dt
 import itertools
@@ -106,6 +107,21 @@ def model_file() -> Path:
     return servers.model_file()
 
 
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of every live process in a process group (a server and its
+    workers): what a configuration costs, which the other tenants' load does not change."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # after the name: state, ppid, pgrp, ...
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total * TICK_S
+
+
 def resolved(port: int) -> dict[str, Any]:
     """What the server says it runs: instances and thread counts from the config endpoint."""
     with urllib.request.urlopen(f"http://{HOST}:{port}/v2/models/{MODEL}/config") as resp:
@@ -158,7 +174,9 @@ def report(result: dict[str, Any]) -> str:
         "",
         "Best: the configuration with the highest median rows/s. Paired ratios: the median over "
         "rounds of a configuration's run over the best configuration's run (or the best raw "
-        "ORT configuration's) in the same round. Load average per round: "
+        "ORT configuration's) in the same round. Server CPU: user + system CPU of the "
+        "server's processes per 1,000 rows answered (median over rounds), which the other "
+        "tenants' load changes far less than throughput. Load average per round: "
         + ", ".join(f"{x:.1f}" for x in result.get("loadavg_rounds", []))
         + ".",
         "",
@@ -170,8 +188,8 @@ def report(result: dict[str, Any]) -> str:
             "",
             "| configuration | resolved (workers / instances / intra) | rows/s (median) "
             "| / best (paired) | / best (medians) | / raw ORT (paired) | p99 ms "
-            "| runs (rows/s) |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| server CPU ms / 1k rows | runs (rows/s) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for row in sorted(rows, key=lambda r: -r["rows_per_s"]):
             runs = " / ".join(f"{x:,.0f}" for x in row["runs"])
@@ -181,6 +199,7 @@ def report(result: dict[str, Any]) -> str:
                 f"{res.get('intra_op_thread_count', '?')} | {row['rows_per_s']:,.0f} "
                 f"| {row['over_best']:.2f} | {row['medians_over_best']:.2f} "
                 f"| {row['over_limit']:.2f} | {row['p99_ms']:.1f} "
+                f"| {row.get('server_cpu_ms_per_1k_rows', float('nan')):.1f} "
                 f"| {runs} |"
             )
         auto = next((r for r in rows if r["config"] == Config().name), None)
@@ -258,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "profiles": [],
     }
     runs: dict[tuple[str, str], list[Run]] = {}
+    cpu_ms: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     limit_runs: dict[str, list[float]] = {}
     resolved_by: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
@@ -284,8 +304,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             measure_limit(limit_runs, args.limit_duration)
             shift = rnd * len(alive) // max(args.rounds, 1)
             for kind, payload in items.items():
-                for config, server, _ in alive[shift:] + alive[:shift]:
+                for config, server, proc in alive[shift:] + alive[:shift]:
+                    before = group_cpu_s(proc.pid)
                     run = load(server, payload, bodies[kind], args.duration)
+                    used = group_cpu_s(proc.pid) - before
+                    rows_done = run.rps * payload.rows * args.duration
+                    cpu_ms[(config.name, kind)].append(1e6 * used / max(rows_done, 1))
                     runs.setdefault((config.name, kind), []).append(run)
                     log(
                         f"{config.name:18} {kind:9} {run.rps * payload.rows:10,.0f} rows/s "
@@ -311,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "p99_ms": statistics.median(r.p99_ms for r in rs),
                 "errors": sum(r.errors for r in rs),
                 "runs": [r.rps * payload.rows for r in rs],
+                "server_cpu_ms_per_1k_rows": statistics.median(cpu_ms[(name, kind)] or [0.0]),
             }
             for (name, k), rs in runs.items()
             if k == kind
