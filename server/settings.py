@@ -144,8 +144,9 @@ class RuntimeConfig:
         """``AUTO`` fields chosen for a worker that may use ``cores`` cores; set ones kept.
 
         The cores go to instances, one intra-op thread each, so instances x intra-op threads
-        <= cores: on the reference MLP two 1-thread instances beat one 2-thread instance
-        (benchmarks/results/defaults-*.md), as in batch scoring (server/scoring/threads.py).
+        <= cores: on the reference MLP at batch 64, two 1-thread sessions side by side ran
+        68.2k rows/s against 39.6k for one 2-thread session (benchmarks/results/
+        serve-20261122-1512.json, ``limit``), as in batch scoring (server/scoring/threads.py).
         Inter-op threads only run in parallel execution mode; they get the cores left over.
         """
         instances = self.instances or max(1, cores // (self.intra_op_threads or 1))
