@@ -57,6 +57,12 @@ class Unauthorized(SluiceError):
     status = HTTPStatus.UNAUTHORIZED
 
 
+class Conflict(SluiceError):
+    """The change conflicts with the registry's state (a deployed version cannot be deleted)."""
+
+    status = HTTPStatus.CONFLICT
+
+
 class ConfigError(SluiceError):
     """A configuration value is invalid. Raised at start-up, before anything serves."""
 
