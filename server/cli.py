@@ -87,12 +87,26 @@ def _add_drift(subparsers: Any) -> None:
     add_drift_parser(subparsers)
 
 
+def _add_models(subparsers: Any) -> None:
+    from server.models_cli import add_models_parser
+
+    add_models_parser(subparsers)
+
+
+def _add_audit(subparsers: Any) -> None:
+    from server.models_cli import add_audit_parser
+
+    add_audit_parser(subparsers)
+
+
 # Each command's parser is imported only when needed: the drift command's modules load numba
 # and pyarrow.dataset (~0.6 s), which ``serve`` and ``score`` should not pay at start.
 COMMANDS: dict[str, Callable[[Any], None]] = {
     "serve": _add_serve,
     "score": _add_score,
     "drift": _add_drift,
+    "models": _add_models,
+    "audit": _add_audit,
 }
 
 

@@ -24,7 +24,7 @@ from server.errors import ConfigError, ModelNotReady
 
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.toml"
-BASELINE_FILE = "baseline.json"
+BASELINE_FILE = "baseline.npz"
 _CHUNK = 1 << 20
 _STAGING = ".staging-"
 

@@ -25,3 +25,28 @@ def check_config(path: Path) -> None:
         ModelConfig.from_file(path)
     except ConfigError as exc:
         raise InvalidInput(f"config '{path}' is invalid: {exc.message}") from exc
+
+
+def baseline_file(path: Path, scratch: Path) -> Path:
+    """``path`` itself when it is a saved drift baseline, else a baseline built from it as
+    reference data (Parquet/Arrow), written under ``scratch``."""
+    from server.monitoring.baseline import (
+        BaselineOptions,
+        build_baseline,
+        is_baseline_file,
+        save_baseline,
+    )
+    from server.monitoring.columns import read_table
+
+    if is_baseline_file(str(path)):
+        return path
+    try:
+        table = read_table(str(path))
+        built = build_baseline(table, BaselineOptions())
+    except SluiceError as exc:
+        raise InvalidInput(
+            f"baseline '{path}' is neither a saved baseline nor readable data: {exc.message}"
+        ) from exc
+    target = scratch / "baseline.npz"
+    save_baseline(built, target)
+    return target

@@ -5,6 +5,7 @@ not commit)."""
 from __future__ import annotations
 
 import fnmatch
+import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -80,7 +81,7 @@ class Registry:
         request_id: str = "",
     ) -> VersionInfo:
         """Check the model loads and answers, store its files, and record the next version."""
-        from .checks import check_config, check_model
+        from .checks import baseline_file, check_config, check_model
 
         check_name(name)
         tags = _check_tags(tags or {})
@@ -89,10 +90,11 @@ class Registry:
         if config is not None:
             check_config(config)
             files[CONFIG_FILE] = config
-        if baseline is not None:
-            files[BASELINE_FILE] = baseline
         self.artifacts.sweep(name)
-        staged = self.artifacts.stage(name, files)
+        with tempfile.TemporaryDirectory(prefix="sluice-register-") as scratch:
+            if baseline is not None:
+                files[BASELINE_FILE] = baseline_file(baseline, Path(scratch))
+            staged = self.artifacts.stage(name, files)
         try:
             with self.db.write() as tx:
                 row = tx.one("SELECT MAX(version) AS v FROM versions WHERE name = ?", (name,))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from server.errors import Conflict, InvalidInput, ModelNotFound
+from server.monitoring.baseline import is_baseline_file
 from server.registry import Registry
 
 
@@ -145,11 +149,16 @@ def test_register_stores_config_and_baseline(
 ) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[batching]\nmax_batch_size = 8\n")
-    baseline = tmp_path / "baseline.json"
-    baseline.write_text("{}")
-    info = registry.register("m", model_file, config=config, baseline=baseline)
-    assert sorted(f.name for f in info.files) == ["baseline.json", "config.toml", "model.onnx"]
+    data = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"x": np.arange(100.0)}), data)
+    info = registry.register("m", model_file, config=config, baseline=data)
+    assert sorted(f.name for f in info.files) == ["baseline.npz", "config.toml", "model.onnx"]
     assert (repo / "m" / "1" / "config.toml").read_text() == config.read_text()
+    assert is_baseline_file(str(repo / "m" / "1" / "baseline.npz"))
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"{}")
+    with pytest.raises(InvalidInput, match="neither a saved baseline"):
+        registry.register("m", model_file, baseline=garbage)
     bad = tmp_path / "bad.toml"
     bad.write_text("[batching]\nmax_batch_size = 0\n")
     with pytest.raises(InvalidInput, match="max_batch_size"):
