@@ -20,3 +20,15 @@ def test_engine_imports_no_transport() -> None:
 def test_codecs_import_no_transport() -> None:
     loaded = _loaded_after("server.codecs.json")
     assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
+
+
+def test_engine_imports_no_store_or_http_client() -> None:
+    loaded = _loaded_after("server.engine.engine")
+    tops = {m.split(".")[0] for m in loaded}
+    assert not {"sqlite3", "psycopg", "httpx"} & tops
+    assert not any(m.startswith(("server.registry", "server.events")) for m in loaded)
+
+
+def test_registry_imports_no_transport() -> None:
+    loaded = _loaded_after("server.registry.registry")
+    assert not {"starlette", "grpc", "uvicorn", "httpx"} & {m.split(".")[0] for m in loaded}
