@@ -128,3 +128,23 @@ def test_a_repository_without_registry_serves_the_latest(
     with LiveServer(tmp_path) as live:
         assert infer(live.url)[0] == "3"
     assert not (tmp_path / "registry.db").exists()
+
+
+def test_grpc_model_version_reaches_a_deployed_version(
+    served: tuple[LiveServer, Registry],
+) -> None:
+    import tritonclient.grpc as grpcclient
+
+    live, reg = served
+    reg.deploy("m", 2)
+    wait_for(lambda: httpx.get(f"http://{live.url}/v2/models/m").json()["versions"] == ["1", "2"])
+    with grpcclient.InferenceServerClient(live.grpc_url) as client:
+        inp = grpcclient.InferInput("input", [1, 16], "FP32")
+        inp.set_data_from_numpy(X)
+        for version in ("1", "2"):
+            answer = client.infer("m", [inp], model_version=version).get_response()
+            assert answer.model_version == version
+            _, expected = infer(live.url, version)
+            got = client.infer("m", [inp], model_version=version).as_numpy("output")
+            np.testing.assert_allclose(got.ravel(), expected, rtol=1e-6)
+        assert client.get_model_metadata("m").versions == ["1", "2"]
