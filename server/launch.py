@@ -71,12 +71,11 @@ async def watch_registry(engine: Engine, catalog: RegistryCatalog, interval_s: f
         await asyncio.sleep(interval_s)
         try:
             current = await loop.run_in_executor(None, catalog.changes)
-        except SluiceError as exc:
+            if current != last:
+                await engine.sync()
+                last = current
+        except SluiceError as exc:  # the registry is unreachable: keep serving, retry
             log.warning("registry poll failed: %s", exc.message)
-            continue
-        if current != last:
-            last = current
-            await engine.sync()
 
 
 class Service:
