@@ -87,7 +87,8 @@ class _Run:
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.state = pipeline.root / STATE_DIR
         self.records = Records(connect(pipeline.root))
-        self.hasher = Hasher(connect(pipeline.root), options.verify)
+        self.hasher_db = connect(pipeline.root)  # its own: memo writes interleave with records
+        self.hasher = Hasher(self.hasher_db, options.verify)
         self.results: dict[str, dict[str, Any]] = {}
 
     def run(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class _Run:
         finally:
             self.records.finish_run(self.run_id, status)
             self.records.db.close()
+            self.hasher_db.close()
         summary = {
             "run_id": self.run_id,
             "pipeline": str(self.pipeline.path),

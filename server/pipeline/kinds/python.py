@@ -8,6 +8,7 @@ what runs; its source and its first-party imports are part of the step's key.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import threading
 import traceback
@@ -46,8 +47,11 @@ def _load(step: Step, pipeline: Pipeline) -> Callable[..., Any]:
         for root in reversed(pipeline.python_path):
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))
-        for name in fresh:  # drop stale copies so an edited helper is the one that runs
+        for name, path in fresh.items():  # drop stale copies: an edited helper is what runs
             sys.modules.pop(name, None)
+            # A .pyc is trusted on (mtime in seconds, size): an edit within the same second
+            # that keeps the size would run the old code, so first-party bytecode is dropped.
+            Path(importlib.util.cache_from_source(str(path))).unlink(missing_ok=True)
         importlib.invalidate_caches()
         try:
             module = importlib.import_module(module_name)

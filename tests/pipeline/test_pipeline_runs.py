@@ -1,0 +1,140 @@
+"""Parallel branches, a killed run resumed, two concurrent runs sharing a step, explain."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from server.pipeline.explain import explain_step
+
+from .conftest import CHAIN, Run, cache, write
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each branch waits until the other has started: only a parallel run can finish.
+RENDEZVOUS = '''
+import time
+from pathlib import Path
+
+
+def meet(inputs, outputs, params):
+    here = Path(params["dir"])
+    (here / (params["me"] + ".started")).touch()
+    deadline = time.monotonic() + 20
+    while not (here / (params["other"] + ".started")).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other branch never started")
+        time.sleep(0.01)
+    outputs["out"].write_text(params["me"])
+
+
+def hold(inputs, outputs, params):
+    """Log the call, then wait while the file ``hold`` exists."""
+    here = Path(params["dir"])
+    with (here / "calls.log").open("a") as fh:
+        fh.write("call\\n")
+    while (here / "hold").exists():
+        time.sleep(0.01)
+    outputs["out"].write_text("held")
+'''
+
+
+def branch(name: str, other: str, folder: Path) -> str:
+    return (
+        f'[steps.{name}]\nkind = "python"\nfunction = "sync:meet"\nme = "{name}"\n'
+        f'other = "{other}"\ndir = "{folder}"\noutputs = {{ out = "work/{name}.txt" }}\n'
+    )
+
+
+def test_independent_branches_run_in_parallel(run: Run, project: Path) -> None:
+    write(project, {"sync.py": RENDEZVOUS})
+    summary = run(branch("left", "right", project) + branch("right", "left", project), jobs=2)
+    assert summary["status"] == "succeeded", summary
+    assert (project / "work/left.txt").read_text() == "left"
+
+
+def hold_pipeline(project: Path) -> None:
+    write(
+        project,
+        {
+            "sync.py": RENDEZVOUS,
+            "pipeline.toml": CHAIN
+            + f'\n[steps.h]\nkind = "python"\nfunction = "sync:hold"\ndir = "{project}"\n'
+            'inputs = { data = "b.out" }\noutputs = { out = "work/h.txt" }\n',
+        },
+    )
+
+
+def start(project: Path, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "server", "pipeline", "run", "pipeline.toml", "--json"]
+    with log.open("wb") as err:
+        return subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=err,
+                                env={"PYTHONPATH": str(ROOT), "PATH": ""})  # fmt: skip
+
+
+def wait_for(condition: object, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_killed_run_leaves_no_output_and_resumes(run: Run, project: Path) -> None:
+    hold_pipeline(project)
+    (project / "hold").touch()
+    process = start(project, project / "err.log")
+    wait_for(lambda: (project / "calls.log").exists())
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert not (project / "work/h.txt").exists()
+    assert not list((project / "work").glob("h.txt*"))
+    (project / "hold").unlink()
+    assert cache(run()) == {"a": "hit", "b": "hit", "h": "miss"}
+    assert (project / "work/h.txt").read_text() == "held"
+
+
+def test_two_concurrent_runs_share_the_step(project: Path) -> None:
+    hold_pipeline(project)
+    (project / "hold").touch()
+    first = start(project, project / "first.log")
+    wait_for(lambda: (project / "calls.log").exists())
+    second = start(project, project / "second.log")
+    wait_for(lambda: "waiting" in (project / "second.log").read_text())
+    (project / "hold").unlink()
+    one = json.loads(first.communicate(timeout=60)[0])
+    two = json.loads(second.communicate(timeout=60)[0])
+    assert (project / "calls.log").read_text() == "call\n"  # the step ran once
+    assert one["steps"]["h"]["cache"] == "miss"
+    assert two["steps"]["h"]["cache"] == "hit" and two["steps"]["h"]["waited"]
+    assert one["steps"]["h"]["outputs"] == two["steps"]["h"]["outputs"]
+
+
+def test_explain_names_the_parameter_the_file_and_the_module(run: Run, project: Path) -> None:
+    write(project, {"helper.py": "X = 1\n", "steps.py": "import helper\n" + _steps(project)})
+    write(project, {"more/x.txt": "1", "more/y.txt": "2"})
+    toml = CHAIN.replace('inputs = { data = "data.txt" }', 'inputs = { data = "more" }')
+    first = run(toml)
+    assert first["status"] == "succeeded", first
+    assert explain_step(project / "pipeline.toml", "b")["changes"] == [
+        "nothing: the key is unchanged"
+    ]
+    (project / "more/y.txt").write_text("3")
+    (project / "helper.py").write_text("X = 2\n")
+    now = explain_step(project / "pipeline.toml", "a")
+    assert now["changes"] == [
+        "input data: file more/y.txt changed content",
+        "code: module helper changed",
+    ]
+    second = run(params={"suffix": "?"})
+    recorded = explain_step(project / "pipeline.toml", "b", second["run_id"])
+    assert recorded["against"] == first["run_id"]
+    assert "parameter suffix: '!' -> '?'" in recorded["changes"]
+    assert "input data: work/a.txt changed content" in recorded["changes"]
+
+
+def _steps(project: Path) -> str:
+    return (project / "steps.py").read_text()
