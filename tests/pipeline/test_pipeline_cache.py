@@ -53,7 +53,8 @@ def test_changed_helper_imported_transitively_is_a_miss(run: Run, project: Path)
             "job.py": "from helpers import fmt\n\ndef main(inputs, outputs, params):\n"
             "    outputs['out'].write_text(fmt.shout(inputs['data'].read_text()))\n",
             "helpers/__init__.py": "",
-            "helpers/fmt.py": "from .deep import mark\n\ndef shout(t):\n    return mark(t.upper())\n",
+            "helpers/fmt.py": "from .deep import mark\n\n"
+            "def shout(t):\n    return mark(t.upper())\n",
             "helpers/deep.py": "def mark(t):\n    return t + '*'\n",
         },
     )
