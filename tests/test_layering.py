@@ -20,3 +20,10 @@ def test_engine_imports_no_transport() -> None:
 def test_codecs_import_no_transport() -> None:
     loaded = _loaded_after("server.codecs.json")
     assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
+
+
+def test_pipeline_runner_loads_no_data_stack_until_a_step_runs() -> None:
+    # A fully cached run pays only for hashing and SQLite: kinds import their libraries in run().
+    loaded = _loaded_after("server.pipeline.runner")
+    heavy = {"numpy", "pyarrow", "onnxruntime", "starlette", "grpc", "uvicorn", "numba"}
+    assert not heavy & {m.split(".")[0] for m in loaded}
