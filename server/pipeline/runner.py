@@ -202,13 +202,19 @@ class _Run:
             step, self.pipeline, self.run_id, self.pipeline_inputs(step), staged,
             self._scratch(step),
         )  # fmt: skip
-        result = dict(kind.run(context))
-        absent = staging.missing(staged)
-        if absent:
-            raise PipelineError(
-                f"step '{step.name}' did not write output(s) {', '.join(absent)} "
-                f"(it was given the path(s) {', '.join(str(staged[a]) for a in absent)})"
-            )
+        try:
+            result = dict(kind.run(context))
+            absent = staging.missing(staged)
+            if absent:
+                raise PipelineError(
+                    f"step '{step.name}' did not write output(s) {', '.join(absent)} "
+                    f"(it was given the path(s) {', '.join(str(staged[a]) for a in absent)})"
+                )
+        except BaseException:
+            if not kind.resumable:  # a resumable kind continues from its partial output
+                for path in staged.values():
+                    staging.remove(path)
+            raise
         staging.publish(staged, step.outputs)
         return result
 

@@ -96,6 +96,7 @@ def test_python_step_that_raises_fails_its_branch_and_writes_nothing(
     assert summary["steps"]["d"]["status"] == "skipped"
     assert summary["steps"]["b"]["status"] == "succeeded"  # the other branch finished
     assert not (project / "work/c.txt").exists()
+    assert not list((project / "work").glob(".c.txt*"))  # the staged half-output is gone
     assert not (project / "work/d.txt").exists()
     # Fixed, the rerun resumes: finished steps are reused, the failed one runs.
     (project / "boom.py").write_text(

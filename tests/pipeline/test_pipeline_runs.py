@@ -138,3 +138,18 @@ def test_explain_names_the_parameter_the_file_and_the_module(run: Run, project: 
 
 def _steps(project: Path) -> str:
     return (project / "steps.py").read_text()
+
+
+def test_check_repro_reports_a_step_whose_output_differs(run: Run, project: Path) -> None:
+    write(project, {"noisy.py": "import os\n\ndef main(inputs, outputs, params):\n"
+                    "    outputs['out'].write_bytes(os.urandom(8))\n"})  # fmt: skip
+    toml = CHAIN + (
+        '\n[steps.n]\nkind = "python"\nfunction = "noisy:main"\noutputs = { out = "n.bin" }\n'
+    )
+    run(toml)
+    published = (project / "n.bin").read_bytes()
+    summary = run(check_repro=True)
+    assert summary["not_reproducible"] == ["n"]
+    assert summary["steps"]["a"]["reproducible"] is True
+    assert (project / "n.bin").read_bytes() == published  # the check publishes nothing
+    assert not [p for p in project.iterdir() if p.name.startswith(".n.bin")]
