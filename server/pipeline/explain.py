@@ -27,10 +27,15 @@ def explain_step(path: Path, step: str, run: str | None = None) -> dict[str, Any
     try:
         history = records.step_history(pipeline.path, step)
         if run is None:
-            parts = key_parts(
-                pipeline.steps[step], KINDS[pipeline.steps[step].kind], pipeline,
-                Hasher(records.db),
-            )  # fmt: skip
+            try:
+                parts = key_parts(
+                    pipeline.steps[step], KINDS[pipeline.steps[step].kind], pipeline,
+                    Hasher(records.db),
+                )  # fmt: skip
+            except FileNotFoundError as exc:
+                raise PipelineError(
+                    f"step '{step}': input {exc.filename} does not exist yet (run the pipeline)"
+                ) from exc
             newer: dict[str, Any] = {"run": "now", "key": key_of(parts), "parts": parts}
             older = history[0] if history else None
         else:

@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from server.pipeline.hashing import hash_text
 
 
@@ -23,6 +21,8 @@ def leases(
     folder: Path, key: str, outputs: Sequence[Path], on_wait: Callable[[], None]
 ) -> Iterator[bool]:
     """Hold the key's and the outputs' leases; yields whether another run made us wait."""
+    from filelock import FileLock, Timeout  # only a step that runs needs it
+
     folder.mkdir(parents=True, exist_ok=True)
     names = [key, *sorted(hash_text(str(p))[:32] for p in outputs)]
     waited = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import TextIO
 
@@ -26,7 +25,3 @@ class Progress:
             count = f"[{self._done}/{self._total}]"
             text = f"{_MARKS.get(event, ' ')} {count:>7} {step:<{self._width}} {event:<8} {detail}"
             print(text.rstrip(), file=self._stream, flush=True)
-
-
-def default_stream() -> TextIO:
-    return sys.stderr

@@ -199,7 +199,7 @@ class _Run:
     def _execute(self, step: Step, kind: StepKind, key: str) -> dict[str, Any]:
         staged = staging.prepare(step.outputs, key, keep=kind.resumable)
         context = StepContext(
-            step, self.pipeline, self.run_id, self.pipeline_inputs(step), staged,
+            step, self.pipeline, self.run_id, self._inputs(step), staged,
             self._scratch(step),
         )  # fmt: skip
         try:
@@ -267,7 +267,7 @@ class _Run:
         staged = staging.prepare(step.outputs, repro_key, keep=False)
         try:
             context = StepContext(
-                step, self.pipeline, self.run_id, self.pipeline_inputs(step), staged,
+                step, self.pipeline, self.run_id, self._inputs(step), staged,
                 self._scratch(step),
             )  # fmt: skip
             kind.run(context)
@@ -295,7 +295,7 @@ class _Run:
         return {"status": "failed", "cache": "miss", "seconds": seconds, "key": key,
                 "error": message}  # fmt: skip
 
-    def pipeline_inputs(self, step: Step) -> dict[str, Path]:
+    def _inputs(self, step: Step) -> dict[str, Path]:
         return {name: ref.path for name, ref in step.inputs.items()}
 
     def _scratch(self, step: Step) -> Path:

@@ -71,3 +71,9 @@ def test_import_walk_follows_first_party_modules_only(tmp_path: Path) -> None:
         "job", "late", "pkg", "pkg.inner", "pkg.inner.deep", "pkg.sibling", "pkg.sub",
     ]  # fmt: skip
     assert found["pkg.inner.deep"] == tmp_path / "pkg/inner/deep.py"
+
+
+def test_explain_before_the_inputs_exist(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(project, {"pipeline.toml": CHAIN})
+    code, _, err = sluice(capsys, "explain", "b", "-f", str(project / "pipeline.toml"))
+    assert code == 2 and "does not exist yet" in err and "a.txt" in err
