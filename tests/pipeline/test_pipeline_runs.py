@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from server.pipeline import RunOptions, run_pipeline
 from server.pipeline.explain import explain_step
 
 from .conftest import CHAIN, Run, cache, write
@@ -153,3 +156,54 @@ def test_check_repro_reports_a_step_whose_output_differs(run: Run, project: Path
     assert summary["steps"]["a"]["reproducible"] is True
     assert (project / "n.bin").read_bytes() == published  # the check publishes nothing
     assert not [p for p in project.iterdir() if p.name.startswith(".n.bin")]
+
+
+SCORE = """
+[steps.score]
+kind = "score"
+keep = ["id"]
+batch_size = 500
+inputs = { model = "model.onnx", data = "in" }
+outputs = { scored = "out/scored" }
+"""
+
+
+def finished_files(project: Path) -> int:
+    for manifest in (project / "out").glob(".scored.partial-*/_sluice_manifest.json"):
+        try:
+            return len(json.loads(manifest.read_text())["finished"])
+        except (OSError, ValueError):
+            return 0
+    return 0
+
+
+@pytest.mark.slow
+def test_killed_score_step_resumes_its_partial_output(project: Path) -> None:
+    import numpy as np
+    import onnx
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from benchmarks.models import mlp
+
+    onnx.save(mlp((8, 64, 3), seed=1), str(project / "model.onnx"))
+    (project / "in").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        columns = {f"f{j}": rng.random(40_000).astype(np.float32) for j in range(8)}
+        ids = np.arange(i * 40_000, (i + 1) * 40_000)
+        pq.write_table(pa.table({"id": ids, **columns}), project / "in" / f"part-{i}.parquet")
+    write(project, {"pipeline.toml": SCORE})
+    process = start(project, project / "err.log")
+    wait_for(lambda: finished_files(project) >= 1 or process.poll() is not None)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    done = finished_files(project)
+    if not 1 <= done < 6:
+        pytest.skip(f"the kill landed after {done} of 6 files; nothing to resume")
+    assert not (project / "out/scored").exists()
+    summary = run_pipeline(project / "pipeline.toml", RunOptions())
+    assert summary["steps"]["score"]["result"]["files_resumed"] == done
+    table = ds.dataset(project / "out/scored").to_table()
+    assert sorted(table["id"].to_pylist()) == list(range(240_000))  # every row once
