@@ -9,6 +9,8 @@ memo. WAL and a busy timeout let concurrent runs share the file.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -24,7 +26,7 @@ CREATE TABLE IF NOT EXISTS memo (
     digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, started REAL NOT NULL, finished REAL,
-    status TEXT NOT NULL, params TEXT NOT NULL);
+    status TEXT NOT NULL, params TEXT NOT NULL, host TEXT, pid INTEGER);
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL, cache TEXT,
     started REAL, seconds REAL, key TEXT, parts TEXT, outputs TEXT, error TEXT,
@@ -68,8 +70,17 @@ class Records:
 
     def start_run(self, run_id: str, pipeline: Path, params: dict[str, Any]) -> None:
         self._write(
-            "INSERT INTO runs (run_id, pipeline, started, status, params) VALUES (?, ?, ?, ?, ?)",
-            (run_id, str(pipeline), time.time(), "running", json.dumps(params, sort_keys=True)),
+            "INSERT INTO runs (run_id, pipeline, started, status, params, host, pid) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                str(pipeline),
+                time.time(),
+                "running",
+                json.dumps(params, sort_keys=True),
+                socket.gethostname(),
+                os.getpid(),
+            ),
         )
 
     def finish_run(self, run_id: str, status: str) -> None:
@@ -125,7 +136,7 @@ class Records:
 
     def runs(self, pipeline: Path, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT r.run_id, r.started, r.finished, r.status, r.params, "
+            "SELECT r.run_id, r.started, r.finished, r.status, r.params, r.host, r.pid, "
             "SUM(s.cache = 'hit'), SUM(s.cache = 'miss'), SUM(s.status = 'failed') "
             "FROM runs r LEFT JOIN steps s USING (run_id) WHERE r.pipeline = ? "
             "GROUP BY r.run_id ORDER BY r.started DESC, r.rowid DESC LIMIT ?",
@@ -136,18 +147,18 @@ class Records:
                 "run_id": r[0],
                 "started": r[1],
                 "seconds": None if r[2] is None else round(r[2] - r[1], 3),
-                "status": r[3],
+                "status": _status(r[3], r[5], r[6]),
                 "params": json.loads(r[4]),
-                "hits": r[5] or 0,
-                "misses": r[6] or 0,
-                "failed": r[7] or 0,
+                "hits": r[7] or 0,
+                "misses": r[8] or 0,
+                "failed": r[9] or 0,
             }
             for r in rows
         ]
 
     def run(self, run_id: str) -> tuple[dict[str, Any], list[StepRecord]] | None:
         row = self.db.execute(
-            "SELECT run_id, pipeline, started, finished, status, params FROM runs "
+            "SELECT run_id, pipeline, started, finished, status, params, host, pid FROM runs "
             "WHERE run_id = ? OR run_id LIKE ? ORDER BY started DESC",
             (run_id, f"{run_id}%"),
         ).fetchall()
@@ -159,7 +170,7 @@ class Records:
             "pipeline": r[1],
             "started": r[2],
             "seconds": None if r[3] is None else round(r[3] - r[2], 3),
-            "status": r[4],
+            "status": _status(r[4], r[6], r[7]),
             "params": json.loads(r[5]),
         }
         steps = self.db.execute(
@@ -181,6 +192,19 @@ class Records:
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         with self._lock, self.db:
             self.db.execute(sql, args)
+
+
+def _status(status: str, host: str | None, pid: int | None) -> str:
+    """A run still "running" whose process on this host is gone was killed."""
+    if status != "running" or host != socket.gethostname() or pid is None:
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "killed"
+    except PermissionError:  # alive, another user's
+        return status
+    return status
 
 
 _STEP_COLUMNS = "run_id, step, status, cache, seconds, key, parts, outputs, error"

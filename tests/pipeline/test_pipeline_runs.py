@@ -13,6 +13,7 @@ import pytest
 
 from server.pipeline import RunOptions, run_pipeline
 from server.pipeline.explain import explain_step
+from server.pipeline.records import Records, connect
 
 from .conftest import CHAIN, Run, cache, write
 
@@ -96,6 +97,8 @@ def test_killed_run_leaves_no_output_and_resumes(run: Run, project: Path) -> Non
     assert not (project / "work/h.txt").exists()
     assert not list((project / "work").glob("h.txt*"))
     (project / "hold").unlink()
+    killed = Records(connect(project)).runs(project / "pipeline.toml")
+    assert [r["status"] for r in killed] == ["killed"]
     assert cache(run()) == {"a": "hit", "b": "hit", "h": "miss"}
     assert (project / "work/h.txt").read_text() == "held"
 
