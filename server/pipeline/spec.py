@@ -1,5 +1,8 @@
 """``pipeline.toml`` → a checked ``Pipeline``: steps, their inputs, outputs and parameters.
 
+    [pipeline]
+    python_path = [".", "src"]        # where python steps' modules are (default: this folder)
+
     [params]
     rows = 1000                       # run parameters; ``--param rows=5000`` overrides
 
@@ -85,7 +88,12 @@ def load_pipeline(path: Path, overrides: Mapping[str, str] | None = None) -> Pip
         params[name] = parse_value(text)
     root = path.resolve().parent
     settings = _table(doc, "pipeline", str(path))
-    python_path = tuple(root / p for p in settings.get("python_path", ["."]))
+    for name in sorted(set(settings) - {"python_path"}):
+        raise PipelineError(f"{path}: [pipeline] has no field '{name}' (it takes: python_path)")
+    folders = settings.get("python_path", ["."])
+    if not isinstance(folders, list) or not all(isinstance(p, str) for p in folders):
+        raise PipelineError(f"{path}: [pipeline] python_path must be a list of folders")
+    python_path = tuple((root / p).resolve() for p in folders)
     raw_steps = _table(doc, "steps", str(path))
     if not raw_steps:
         raise PipelineError(f"{path}: no [steps.NAME] tables")

@@ -114,3 +114,15 @@ def test_step_that_does_not_write_its_output(run: Run, project: Path) -> None:
     summary = run(toml)
     assert summary["steps"]["l"]["status"] == "failed"
     assert "did not write output(s) out" in summary["steps"]["l"]["error"]
+
+
+def test_bad_jobs_and_pipeline_table(run: Run) -> None:
+    fails(run, CHAIN, "--jobs must be >= 1", jobs=0)
+    fails(run, '[pipeline]\npythonpath = ["."]\n' + CHAIN, "[pipeline] has no field 'pythonpath'")
+
+
+def test_python_path_finds_modules_elsewhere(run: Run, project: Path) -> None:
+    (project / "src").mkdir()
+    (project / "steps.py").rename(project / "src" / "steps.py")
+    summary = run('[pipeline]\npython_path = ["src"]\n' + CHAIN)
+    assert summary["status"] == "succeeded", summary

@@ -66,6 +66,17 @@ def test_validate_fails_with_its_report(example: Path) -> None:
     assert summary["steps"]["score"]["status"] == "skipped"
 
 
+def test_validate_against_the_model_inputs(example: Path) -> None:
+    example.write_text(
+        example.read_text().replace(
+            'features = ["x0", "x1", "x2", "x3"]\nkeep', 'features = ["x0", "x1", "x2"]\nkeep'
+        )
+    )
+    summary = run(example)
+    error = summary["steps"]["validate"]["error"]
+    assert "model inputs: model input 'input' takes 4 features, but 3 columns" in error
+
+
 def test_changed_model_file_reruns_what_reads_it(example: Path, tmp_path: Path) -> None:
     assert run(example)["steps"]["make"]["status"] == "succeeded"
     work = tmp_path / "work"
