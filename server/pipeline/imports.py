@@ -10,10 +10,16 @@ a step's code. A package's ``__init__.py`` counts for every module imported thro
 from __future__ import annotations
 
 import ast
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from server.pipeline.spec import PipelineError
+
+# CPython 3.11's AST constructor keeps its recursion depth in shared state: two threads parsing
+# at once fail with "SystemError: AST constructor recursion depth mismatch" (seen in this
+# suite with --jobs 2), so parses take turns.
+_PARSING = threading.Lock()
 
 
 def find_module(name: str, roots: Sequence[Path]) -> Path | None:
@@ -56,8 +62,10 @@ def _parents(name: str) -> list[str]:
 
 def _imported(name: str, path: Path) -> list[str]:
     """Every module name ``path`` might import: ``from a import b`` gives ``a`` and ``a.b``."""
+    source = path.read_bytes()
     try:
-        tree = ast.parse(path.read_bytes(), str(path))
+        with _PARSING:
+            tree = ast.parse(source, str(path))
     except SyntaxError as exc:
         raise PipelineError(f"{path}: cannot parse ({exc.msg}, line {exc.lineno})") from exc
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]

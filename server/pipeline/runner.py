@@ -152,8 +152,10 @@ class _Run:
         started = time.monotonic()
         try:
             parts = key_parts(step, kind, self.pipeline, self.hasher)
-        except (OSError, SluiceError) as exc:
-            message = exc.message if isinstance(exc, SluiceError) else str(exc)
+        except Exception as exc:  # an unreadable input or module fails this step, not the run
+            message = (
+                exc.message if isinstance(exc, SluiceError) else f"{type(exc).__name__}: {exc}"
+            )
             return self._failed(step, started, None, None, f"step '{step.name}': {message}")
         key = key_of(parts)
         reusable = step.name not in self.forced and (
