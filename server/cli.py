@@ -105,6 +105,12 @@ def _add_audit(subparsers: Any) -> None:
     add_audit_parser(subparsers)
 
 
+def _add_pipeline(subparsers: Any) -> None:
+    from server.pipeline_cli import add_pipeline_parser
+
+    add_pipeline_parser(subparsers)
+
+
 # Each command's parser is imported only when needed: the drift command's modules load numba
 # and pyarrow.dataset (~0.6 s), which ``serve`` and ``score`` should not pay at start.
 COMMANDS: dict[str, Callable[[Any], None]] = {
@@ -113,6 +119,7 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
     "drift": _add_drift,
     "models": _add_models,
     "audit": _add_audit,
+    "pipeline": _add_pipeline,
 }
 
 

@@ -32,3 +32,10 @@ def test_engine_imports_no_store_or_http_client() -> None:
 def test_registry_imports_no_transport() -> None:
     loaded = _loaded_after("server.registry.registry")
     assert not {"starlette", "grpc", "uvicorn", "httpx"} & {m.split(".")[0] for m in loaded}
+
+
+def test_pipeline_runner_loads_no_data_stack_until_a_step_runs() -> None:
+    # A fully cached run pays only for hashing and SQLite: kinds import their libraries in run().
+    loaded = _loaded_after("server.pipeline.runner")
+    heavy = {"numpy", "pyarrow", "onnxruntime", "starlette", "grpc", "uvicorn", "numba"}
+    assert not heavy & {m.split(".")[0] for m in loaded}
