@@ -99,6 +99,12 @@ def _add_audit(subparsers: Any) -> None:
     add_audit_parser(subparsers)
 
 
+def _add_events(subparsers: Any) -> None:
+    from server.events_cli import add_events_parser
+
+    add_events_parser(subparsers)
+
+
 # Each command's parser is imported only when needed: the drift command's modules load numba
 # and pyarrow.dataset (~0.6 s), which ``serve`` and ``score`` should not pay at start.
 COMMANDS: dict[str, Callable[[Any], None]] = {
@@ -107,6 +113,7 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
     "drift": _add_drift,
     "models": _add_models,
     "audit": _add_audit,
+    "events": _add_events,
 }
 
 
