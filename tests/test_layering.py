@@ -20,3 +20,15 @@ def test_engine_imports_no_transport() -> None:
 def test_codecs_import_no_transport() -> None:
     loaded = _loaded_after("server.codecs.json")
     assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
+
+
+def test_engine_imports_no_store_or_http_client() -> None:
+    loaded = _loaded_after("server.engine.engine")
+    assert not {"httpx", "psycopg", "sqlite3"} & {m.split(".")[0] for m in loaded}
+    assert not [m for m in loaded if m.startswith(("server.registry", "server.events"))]
+
+
+def test_webhook_signing_is_stdlib_only() -> None:
+    """Receivers may copy or import ``server.events.signing`` without the server's stack."""
+    loaded = _loaded_after("server.events.signing")
+    assert not {"httpx", "psycopg", "numpy", "onnxruntime"} & {m.split(".")[0] for m in loaded}
