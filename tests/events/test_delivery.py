@@ -215,3 +215,24 @@ def test_bad_configuration_is_refused(tmp_path: Path) -> None:
         Deliverer(tmp_path, None, ["http://127.0.0.1:9/"], "whsec_!!")
     with pytest.raises(ConfigError, match="has no registry"):
         Deliverer(tmp_path, None, ["http://127.0.0.1:9/"], None).run_once()
+
+
+def test_two_deliverers_sharing_a_registry_do_not_send_an_event_twice(
+    registry: Registry, repo: Path, database: str | None, model_file: Path
+) -> None:
+    with Receiver(SECRET) as receiver:
+        first = deliverer(repo, database, receiver)
+        second = deliverer(repo, database, receiver)
+        registry.register("fraud", model_file)
+        registry.deploy("fraud", 1)
+        receiver.hold.set()
+        first.start()
+        try:
+            receiver.wait_for(1)
+            assert second.run_once().attempts == []  # event 1 is claimed, event 2 waits
+            receiver.release()
+            receiver.wait_for(2)
+        finally:
+            assert first.stop(timeout=10)
+    assert [orjson.loads(r.body)["data"]["version"] for r in receiver.received] == [1, 1]
+    assert len({r.id for r in receiver.received}) == 2
