@@ -316,19 +316,24 @@ class Deliverer:
         return True
 
     def _run(self, outbox: Outbox | None) -> None:
+        failures = 0
         with self._client() as client:
             while not self._stopping.is_set():
                 try:
                     if outbox is None:
                         outbox = self._open()
                     self._pass(outbox, client)
+                    failures = 0
                 except Exception as exc:
-                    # The database went away (a PostgreSQL restart): reconnect at the next poll.
-                    log.warning("webhook delivery pass failed: %s", exc, exc_info=True)
+                    # The database went away (a PostgreSQL restart): reconnect, backing off to
+                    # 30 s between tries so an outage is not a log line every half second.
+                    log.warning("webhook delivery pass failed: %s", exc, exc_info=failures == 0)
+                    failures += 1
                     if outbox is not None:
                         _close_quietly(outbox)
                         outbox = None
-                self._wake.wait(self.policy.poll_interval_s)
+                wait = self.policy.poll_interval_s * 2.0 ** min(failures, 6)
+                self._wake.wait(min(wait, max(30.0, self.policy.poll_interval_s)))
                 self._wake.clear()
         if outbox is not None:
             outbox.db.close()

@@ -12,9 +12,10 @@ import pytest
 
 from server.errors import ConfigError
 from server.events.delivery import Deliverer, RetryPolicy, retry_after
-from server.registry import Registry
+from server.registry import Registry, open_registry
 from server.registry.outbox import Outbox
 from tests.events.receiver import Answer, Receiver
+from tests.registry.postgres import Cluster
 
 SECRET = "whsec_" + "c2x1aWNlLXRlc3Qtc2VjcmV0LWtleS0zMmJ5dGVz"
 FAST = RetryPolicy(base_delay_s=0.0, timeout_s=5.0)
@@ -236,3 +237,25 @@ def test_two_deliverers_sharing_a_registry_do_not_send_an_event_twice(
             assert first.stop(timeout=10)
     assert [orjson.loads(r.body)["data"]["version"] for r in receiver.received] == [1, 1]
     assert len({r.id for r in receiver.received}) == 2
+
+
+def test_background_thread_reconnects_after_the_database_drops_it(
+    pg_cluster: Cluster, repo: Path, model_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    database = pg_cluster.new_database()
+    with Receiver(SECRET) as receiver, open_registry(repo, database) as registry:
+        d = Deliverer(repo, database, [receiver.url], SECRET, policy=FAST)
+        d.start()
+        try:
+            with registry.db.write() as tx:  # drop every other connection to this database
+                tx.all(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            registry.register("fraud", model_file)
+            d.notify()
+            (got,) = receiver.wait_for(1)
+        finally:
+            assert d.stop(timeout=10)
+    assert got.verified and orjson.loads(got.body)["subject"] == "models/fraud:1"
+    assert "webhook delivery pass failed" in caplog.text
