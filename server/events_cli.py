@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from server.errors import ConfigError, InvalidInput, SluiceError
-from server.events.delivery import Deliverer, DeliveryReport, RetryPolicy, open_outbox
+from server.events.delivery import Deliverer, DeliveryReport, open_outbox
+from server.events.retry import RetryPolicy
 from server.registry.outbox import Delivery, Outbox
 from server.settings import load_environ
 

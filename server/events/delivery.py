@@ -15,14 +15,12 @@ event twice at once. State lives in the outbox tables, never in memory.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -36,39 +34,12 @@ from server.registry.database import connect
 from server.registry.outbox import Delivery, Outbox
 
 from . import cloudevent, signing
+from .retry import RetryPolicy, retry_after
 
 log = logging.getLogger(__name__)
 
 LEASE_MARGIN_S = 2.0  # beyond the HTTP timeout, before a claimed attempt counts as cut off
 Outcome = Literal["delivered", "retry", "dead"]
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """When to give up and how long to wait: after failed attempt n the next is due after
-    ``min(base_delay_s * 2**(n-1), max_delay_s)`` times a jitter factor in [0.5, 1]
-    (defaults: 5 s, 10 s, ... about 10 minutes over 8 attempts), or after ``Retry-After``."""
-
-    max_attempts: int = 8
-    base_delay_s: float = 5.0
-    max_delay_s: float = 600.0
-    max_retry_after_s: float = 3600.0
-    timeout_s: float = 10.0
-    poll_interval_s: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigError(f"webhook max attempts must be at least 1, not {self.max_attempts}")
-        for name in ("base_delay_s", "max_delay_s", "max_retry_after_s"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"webhook {name} must not be negative")
-        for name in ("timeout_s", "poll_interval_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"webhook {name} must be positive")
-
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        exponential = self.base_delay_s * 2.0 ** min(attempt - 1, 60)
-        return min(exponential, self.max_delay_s) * rng.uniform(0.5, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,23 +82,6 @@ def open_outbox(repository: str | Path, database_url: str | None) -> Outbox:
     if not exists(repository, database_url):
         raise ConfigError(f"'{repository}' has no registry ({DB_FILE}): register a model first")
     return Outbox(connect(database_url or str(Path(repository) / DB_FILE)))
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    """``Retry-After`` in seconds from ``now``: delta-seconds or an HTTP date; None if absent
-    or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 class Deliverer:
@@ -225,6 +179,13 @@ class Deliverer:
         now = self._clock()
         if status is not None and 200 <= status < 300:
             outbox.record(delivery.seq, delivery.url, "delivered", attempt, now, "")
+            log.info(
+                "webhook %s: event %d (%s) delivered, attempt %d",
+                delivery.url,
+                delivery.seq,
+                delivery.type,
+                attempt,
+            )
             return Attempt(
                 delivery.seq, delivery.id, delivery.url, attempt, "delivered", status, ""
             )

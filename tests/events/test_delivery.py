@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from server.errors import ConfigError
-from server.events.delivery import Deliverer, RetryPolicy, retry_after
+from server.events.delivery import Deliverer
+from server.events.retry import RetryPolicy, retry_after
 from server.registry import Registry, open_registry
 from server.registry.outbox import Outbox
 from tests.events.receiver import Answer, Receiver
