@@ -41,6 +41,11 @@ def _add_serve(subparsers: Any) -> None:
         help="gRPC transport: Sluice's own HTTP/2 (native, default, fastest) or grpc.aio",
     )
     p.add_argument("--drain-timeout-s", type=float, help="how long SIGTERM waits for requests")
+    p.add_argument(
+        "--registry",
+        help="postgresql://... for a registry shared by several servers (default: "
+        "REPO/registry.db when it exists; without a registry the latest version is served)",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=_run_serve)
 
@@ -63,6 +68,7 @@ def serve_settings(args: argparse.Namespace) -> ServerSettings:
         "grpc_transport": args.grpc_transport,
         "drain_timeout_s": args.drain_timeout_s,
         "log_level": args.log_level,
+        "registry": args.registry,
     }
     merged = {**file_values, **{k: v for k, v in flags.items() if v is not None}}
     merged["default_model_config"] = model_config

@@ -63,6 +63,12 @@ class Conflict(SluiceError):
     status = HTTPStatus.CONFLICT
 
 
+class RegistryUnavailable(SluiceError):
+    """The registry's database could not be reached or did not answer in time."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
 class ConfigError(SluiceError):
     """A configuration value is invalid. Raised at start-up, before anything serves."""
 

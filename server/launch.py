@@ -21,11 +21,15 @@ from pathlib import Path
 import uvicorn
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from server.engine.catalog import Catalog
 from server.engine.engine import Engine
 from server.engine.repository import Repository
+from server.errors import SluiceError
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
 from server.metrics import Metrics
+from server.registry import exists as registry_exists
+from server.registry.catalog import RegistryCatalog
 from server.settings import ServerSettings
 from server.sockets import bind
 
@@ -41,11 +45,37 @@ class _Server(uvicorn.Server):
         yield
 
 
-def build_engine(settings: ServerSettings) -> Engine:
+def build_catalog(settings: ServerSettings) -> Repository | RegistryCatalog:
+    """The registry when the repository has one (or ``--registry`` names one), else the
+    repository layout on disk."""
+    path = Path(settings.model_path)
+    if path.is_dir() and registry_exists(path, settings.registry or None):
+        keys = {"SLUICE_AUDIT_KEY": settings.audit_key} if settings.audit_key else {}
+        return RegistryCatalog(path, settings.registry or None, keys, settings.default_model_config)
+    return Repository(path, settings.default_model_config)
+
+
+def build_engine(settings: ServerSettings, catalog: Catalog | None = None) -> Engine:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    repository = Repository(Path(settings.model_path), settings.default_model_config)
-    return Engine(repository, Metrics(registry), settings.drain_timeout_s)
+    catalog = catalog if catalog is not None else build_catalog(settings)
+    return Engine(catalog, Metrics(registry), settings.drain_timeout_s)
+
+
+async def watch_registry(engine: Engine, catalog: RegistryCatalog, interval_s: float) -> None:
+    """Poll the registry's change counter; on a change, bring the engine in line (deploys,
+    undeploys and alias moves are served within ``interval_s`` plus the load time)."""
+    loop = asyncio.get_running_loop()
+    last = await loop.run_in_executor(None, catalog.changes)
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            current = await loop.run_in_executor(None, catalog.changes)
+            if current != last:
+                await engine.sync()
+                last = current
+        except SluiceError as exc:  # the registry is unreachable: keep serving, retry
+            log.warning("registry poll failed: %s", exc.message)
 
 
 class Service:
@@ -54,7 +84,9 @@ class Service:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.engine = build_engine(settings)
+        self.catalog = build_catalog(settings)
+        self.engine = build_engine(settings, self.catalog)
+        self._watcher: asyncio.Task[None] | None = None
         self.http_port = 0
         self.grpc_port = 0
         self._http: _Server | None = None
@@ -66,6 +98,11 @@ class Service:
     async def run(self, on_ready: Callable[[Service], None] | None = None) -> int:
         settings = self.settings
         self._loop = asyncio.get_running_loop()
+        if isinstance(self.catalog, RegistryCatalog):
+            # Started before the first sync, so a deploy during start-up is not missed.
+            self._watcher = asyncio.ensure_future(
+                watch_registry(self.engine, self.catalog, settings.registry_poll_s)
+            )
         await self.engine.start()
         config = uvicorn.Config(
             build_app(self.engine, settings.max_request_bytes),
@@ -89,7 +126,7 @@ class Service:
             settings.host,
             self.http_port,
             self._grpc.address,
-            ", ".join(self.engine.repository.names()),
+            ", ".join(self.engine.names()),
         )
         if self._stop_requested:
             self._stop_grpc()
@@ -102,7 +139,13 @@ class Service:
             self._stop_grpc()
             if self._grpc_stopping is not None:
                 await self._grpc_stopping
+            if self._watcher is not None:
+                self._watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._watcher
             drained = await self.engine.stop()
+            if isinstance(self.catalog, RegistryCatalog):
+                self.catalog.close()
         log.info("stopped%s", "" if drained else " (drain timed out)")
         return 0 if drained else 1
 

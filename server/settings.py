@@ -154,6 +154,12 @@ class ServerSettings:
     drain_timeout_s: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     default_model_config: ModelConfig = field(default_factory=ModelConfig)
+    # A postgresql:// URL for a shared registry; "" means REPO/registry.db when it exists.
+    registry: str = ""
+    # How often the server polls the registry for deploys, undeploys and alias moves.
+    registry_poll_s: float = 0.5
+    # The audit chain's HMAC key ($SLUICE_AUDIT_KEY); "" means the key file beside the registry.
+    audit_key: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         for name in ("http_port", "grpc_port"):
@@ -164,6 +170,7 @@ class ServerSettings:
         _require(self.grpc_max_message_bytes >= 1024, "grpc_max_message_bytes must be >= 1024")
         _require(self.grpc_transport in ("native", "aio"), "grpc_transport must be native or aio")
         _require(self.drain_timeout_s >= 0, "drain_timeout_s must be >= 0")
+        _require(0 < self.registry_poll_s <= 60, "registry_poll_s must be within (0, 60]")
         _require(
             self.log_level in ("debug", "info", "warning", "error"),
             "log_level must be one of debug, info, warning, error",

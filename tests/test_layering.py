@@ -24,8 +24,14 @@ def test_codecs_import_no_transport() -> None:
 
 def test_engine_imports_no_store_or_http_client() -> None:
     loaded = _loaded_after("server.engine.engine")
-    assert not {"httpx", "psycopg", "sqlite3"} & {m.split(".")[0] for m in loaded}
-    assert not [m for m in loaded if m.startswith(("server.registry", "server.events"))]
+    tops = {m.split(".")[0] for m in loaded}
+    assert not {"sqlite3", "psycopg", "httpx"} & tops
+    assert not any(m.startswith(("server.registry", "server.events")) for m in loaded)
+
+
+def test_registry_imports_no_transport() -> None:
+    loaded = _loaded_after("server.registry.registry")
+    assert not {"starlette", "grpc", "uvicorn", "httpx"} & {m.split(".")[0] for m in loaded}
 
 
 def test_webhook_signing_is_stdlib_only() -> None:

@@ -22,6 +22,16 @@ class ModelSource:
     version: str
     path: Path
     config: ModelConfig
+    sha256: str = ""  # when set, the file must hash to it or the version is refused
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPlan:
+    """The versions of one model to serve, and the one a request without a version gets."""
+
+    name: str
+    versions: dict[str, ModelSource]
+    default: str
 
 
 class Repository:
@@ -64,6 +74,17 @@ class Repository:
         config_path = self.path / name / CONFIG_FILE
         config = ModelConfig.from_file(config_path) if config_path.exists() else self.default_config
         return ModelSource(name, version, self.path / name / version / MODEL_FILE, config)
+
+    def plans(self) -> dict[str, ModelPlan]:
+        """Without a registry, the latest version of every model is served."""
+        plans = {}
+        for name in self.names():
+            source = self.source(name)
+            plans[name] = ModelPlan(name, {source.version: source}, source.version)
+        return plans
+
+    def report(self, action: str, name: str, version: str | None, reason: str, actor: str) -> None:
+        """Nothing records what a registry-less server does beyond its log."""
 
     def _version_dirs(self, name: str) -> list[Path]:
         model_dir = self.path / name

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from server.errors import ConfigError
+from server.errors import ConfigError, Conflict, RegistryUnavailable
 
 Row = dict[str, Any]
 Dialect = Literal["sqlite", "postgresql"]
@@ -163,19 +163,22 @@ class SqliteDatabase:
     def write(self) -> Iterator[Tx]:
         # IMMEDIATE takes the write lock now, so the version read below cannot go stale;
         # waiting writers sleep in SQLite's busy handler instead of failing.
-        self._conn.execute("BEGIN IMMEDIATE")
-        yield from self._finish()
+        with _sqlite_errors(self.location):
+            self._conn.execute("BEGIN IMMEDIATE")
+            yield from self._finish()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
-        self._conn.execute("BEGIN")
-        yield from self._finish()
+        with _sqlite_errors(self.location):
+            self._conn.execute("BEGIN")
+            yield from self._finish()
 
     def _finish(self) -> Iterator[Tx]:
         try:
             yield _SqliteTx(self._conn)
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
 
@@ -214,24 +217,50 @@ class PostgresDatabase:
         from psycopg.rows import dict_row
 
         self.location = url
-        self._errors = psycopg.Error
+
+        def connect() -> Any:
+            return psycopg.connect(url, row_factory=dict_row, connect_timeout=10)
+
+        self._connect = connect
         try:
-            self._conn = psycopg.connect(url, row_factory=dict_row, connect_timeout=10)
+            self._conn = self._connect()
         except psycopg.Error as exc:
             raise ConfigError(f"registry '{_redact(url)}': cannot connect ({exc})") from exc
         _create(self)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Tx]:
-        with self._conn.transaction(), self._conn.cursor() as cursor:
+        with self._errors(), self._conn.transaction(), self._conn.cursor() as cursor:
             tx = _PostgresTx(cursor)
             tx.execute("SELECT id FROM head WHERE id = 1 FOR UPDATE")
             yield tx
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Tx]:
-        with self._conn.transaction(), self._conn.cursor() as cursor:
+        with self._errors(), self._conn.transaction(), self._conn.cursor() as cursor:
             yield _PostgresTx(cursor)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """psycopg's errors as Sluice's; a connection lost (server restart) is reopened at the
+        next transaction."""
+        import psycopg
+
+        if self._conn.closed or self._conn.broken:
+            try:
+                self._conn = self._connect()
+            except psycopg.Error as exc:
+                raise RegistryUnavailable(
+                    f"registry '{_redact(self.location)}': cannot connect ({exc})"
+                ) from exc
+        try:
+            yield
+        except psycopg.errors.UniqueViolation as exc:
+            raise Conflict(
+                f"registry: a concurrent change won ({exc.diag.message_primary})"
+            ) from exc
+        except psycopg.Error as exc:
+            raise RegistryUnavailable(f"registry '{_redact(self.location)}': {exc}") from exc
 
     def script(self, sql: str) -> None:
         with self._conn.transaction(), self._conn.cursor() as cursor:
@@ -243,6 +272,16 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._conn.close()
+
+
+@contextlib.contextmanager
+def _sqlite_errors(location: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise Conflict(f"registry: a concurrent change won ({exc})") from exc
+    except sqlite3.Error as exc:
+        raise RegistryUnavailable(f"registry '{location}': {exc}") from exc
 
 
 def _create(db: SqliteDatabase | PostgresDatabase) -> None:

@@ -12,6 +12,7 @@ import pytest
 from server.errors import Conflict, InvalidInput, ModelNotFound
 from server.monitoring.baseline import is_baseline_file
 from server.registry import Registry
+from tests.registry.postgres import Cluster
 
 
 def test_register_allocates_versions_and_records_hash(
@@ -163,3 +164,24 @@ def test_register_stores_config_and_baseline(
     bad.write_text("[batching]\nmax_batch_size = 0\n")
     with pytest.raises(InvalidInput, match="max_batch_size"):
         registry.register("m", model_file, config=bad)
+
+
+def test_postgres_connection_lost_is_a_clear_error_then_reconnects(
+    repo: Path, pg_cluster: Cluster, model_file: Path
+) -> None:
+    import psycopg
+
+    from server.errors import RegistryUnavailable
+    from server.registry import open_registry
+
+    url = pg_cluster.new_database()
+    with open_registry(repo, url) as registry:
+        registry.register("m", model_file)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(RegistryUnavailable, match="registry 'postgresql://postgres"):
+            registry.changes()
+        assert registry.get("m").version == 1
