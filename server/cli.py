@@ -42,6 +42,17 @@ def _add_serve(subparsers: Any) -> None:
     )
     p.add_argument("--drain-timeout-s", type=float, help="how long SIGTERM waits for requests")
     p.add_argument(
+        "--webhook",
+        action="append",
+        dest="webhooks",
+        metavar="URL",
+        help="POST registry events here (repeatable; signed with --webhook-secret)",
+    )
+    p.add_argument(
+        "--webhook-secret",
+        help="Standard Webhooks secret ($SLUICE_WEBHOOK_SECRET; whsec_... or raw)",
+    )
+    p.add_argument(
         "--registry",
         help="postgresql://... for a registry shared by several servers (default: "
         "REPO/registry.db when it exists; without a registry the latest version is served)",
@@ -69,6 +80,8 @@ def serve_settings(args: argparse.Namespace) -> ServerSettings:
         "drain_timeout_s": args.drain_timeout_s,
         "log_level": args.log_level,
         "registry": args.registry,
+        "webhooks": args.webhooks,
+        "webhook_secret": args.webhook_secret,
     }
     merged = {**file_values, **{k: v for k, v in flags.items() if v is not None}}
     merged["default_model_config"] = model_config
@@ -111,6 +124,12 @@ def _add_pipeline(subparsers: Any) -> None:
     add_pipeline_parser(subparsers)
 
 
+def _add_events(subparsers: Any) -> None:
+    from server.events_cli import add_events_parser
+
+    add_events_parser(subparsers)
+
+
 # Each command's parser is imported only when needed: the drift command's modules load numba
 # and pyarrow.dataset (~0.6 s), which ``serve`` and ``score`` should not pay at start.
 COMMANDS: dict[str, Callable[[Any], None]] = {
@@ -120,6 +139,7 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
     "models": _add_models,
     "audit": _add_audit,
     "pipeline": _add_pipeline,
+    "events": _add_events,
 }
 
 

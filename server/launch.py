@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -25,6 +26,7 @@ from server.engine.catalog import Catalog
 from server.engine.engine import Engine
 from server.engine.repository import Repository
 from server.errors import SluiceError
+from server.events.delivery import Deliverer
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
 from server.metrics import Metrics
@@ -62,6 +64,17 @@ def build_engine(settings: ServerSettings, catalog: Catalog | None = None) -> En
     return Engine(catalog, Metrics(registry), settings.drain_timeout_s)
 
 
+def start_deliverer(settings: ServerSettings) -> Deliverer:
+    """Deliver the registry's events to ``settings.webhooks`` in a background thread."""
+    if not settings.webhook_secret:
+        log.warning("webhooks without --webhook-secret: events are sent unsigned")
+    deliverer = Deliverer(
+        settings.model_path, settings.registry or None, settings.webhooks, settings.webhook_secret
+    )
+    deliverer.start()
+    return deliverer
+
+
 async def watch_registry(engine: Engine, catalog: RegistryCatalog, interval_s: float) -> None:
     """Poll the registry's change counter; on a change, bring the engine in line (deploys,
     undeploys and alias moves are served within ``interval_s`` plus the load time)."""
@@ -87,6 +100,7 @@ class Service:
         self.catalog = build_catalog(settings)
         self.engine = build_engine(settings, self.catalog)
         self._watcher: asyncio.Task[None] | None = None
+        self._deliverer: Deliverer | None = None
         self.http_port = 0
         self.grpc_port = 0
         self._http: _Server | None = None
@@ -103,6 +117,8 @@ class Service:
             self._watcher = asyncio.ensure_future(
                 watch_registry(self.engine, self.catalog, settings.registry_poll_s)
             )
+        if settings.webhooks:
+            self._deliverer = start_deliverer(settings)
         await self.engine.start()
         config = uvicorn.Config(
             build_app(self.engine, settings.max_request_bytes),
@@ -146,6 +162,8 @@ class Service:
             drained = await self.engine.stop()
             if isinstance(self.catalog, RegistryCatalog):
                 self.catalog.close()
+            if self._deliverer is not None:
+                self._deliverer.stop(settings.drain_timeout_s)
         log.info("stopped%s", "" if drained else " (drain timed out)")
         return 0 if drained else 1
 
@@ -218,8 +236,13 @@ def run(settings: ServerSettings) -> int:
         log.error("--workers > 1 needs fixed ports (they are shared with SO_REUSEPORT)")
         return 2
     context = multiprocessing.get_context("spawn")
+    # One deliverer for the whole server, in this process, rather than one per worker.
+    deliverer = start_deliverer(settings) if settings.webhooks else None
+    worker_settings = dataclasses.replace(settings, webhooks=())
     children = [
-        context.Process(target=_worker, args=(settings, os.getpid()), name=f"sluice-worker-{i}")
+        context.Process(
+            target=_worker, args=(worker_settings, os.getpid()), name=f"sluice-worker-{i}"
+        )
         for i in range(settings.workers)
     ]
     for child in children:
@@ -234,6 +257,8 @@ def run(settings: ServerSettings) -> int:
     signal.signal(signal.SIGINT, forward)
     for child in children:
         child.join()
+    if deliverer is not None:
+        deliverer.stop(settings.drain_timeout_s)
     return max((child.exitcode or 0) for child in children)
 
 

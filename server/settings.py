@@ -160,6 +160,9 @@ class ServerSettings:
     registry_poll_s: float = 0.5
     # The audit chain's HMAC key ($SLUICE_AUDIT_KEY); "" means the key file beside the registry.
     audit_key: str = field(default="", repr=False)
+    # Registry events are POSTed to these (Standard Webhooks signatures with the secret).
+    webhooks: tuple[str, ...] = ()
+    webhook_secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         for name in ("http_port", "grpc_port"):
@@ -185,6 +188,15 @@ class ServerSettings:
             if raw is not None and f.name != "default_model_config":
                 values[f.name] = _parse_env(raw, f.type, f"SLUICE_{f.name.upper()}")
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("webhooks"), str):  # SLUICE_WEBHOOKS=url1,url2
+            values["webhooks"] = [u.strip() for u in values["webhooks"].split(",") if u.strip()]
+        if "webhooks" in values:
+            _require(
+                isinstance(values["webhooks"], list | tuple)
+                and all(isinstance(u, str) for u in values["webhooks"]),
+                "webhooks must be a list of URLs",
+            )
+            values["webhooks"] = tuple(values["webhooks"])
         return cls(**values)
 
 

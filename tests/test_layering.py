@@ -39,3 +39,9 @@ def test_pipeline_runner_loads_no_data_stack_until_a_step_runs() -> None:
     loaded = _loaded_after("server.pipeline.runner")
     heavy = {"numpy", "pyarrow", "onnxruntime", "starlette", "grpc", "uvicorn", "numba"}
     assert not heavy & {m.split(".")[0] for m in loaded}
+
+
+def test_webhook_signing_is_stdlib_only() -> None:
+    """Receivers may copy or import ``server.events.signing`` without the server's stack."""
+    loaded = _loaded_after("server.events.signing")
+    assert not {"httpx", "psycopg", "numpy", "onnxruntime"} & {m.split(".")[0] for m in loaded}

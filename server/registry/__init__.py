@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .artifacts import ArtifactStore
 from .audit import load_key
-from .database import connect
+from .database import Database, connect
 from .records import AuditEntry, Deployment, ServedModel, VersionInfo
 from .registry import PRODUCTION, Registry
 
@@ -45,6 +45,15 @@ def open_registry(
     """
     root = Path(repository)
     root.mkdir(parents=True, exist_ok=True)
-    key = load_key(root, (environ or {}).get("SLUICE_AUDIT_KEY"), create=True)
+    from_env = (environ or {}).get("SLUICE_AUDIT_KEY")
     db = connect(database or str(root / DB_FILE))
-    return Registry(db, ArtifactStore(str(root)), key)
+    # The key file is created with a new registry only (no audit row yet): a later process
+    # that merely lacks $SLUICE_AUDIT_KEY must fail clearly, not start a second key.
+    create = _empty(db)
+    return Registry(db, ArtifactStore(str(root)), lambda: load_key(root, from_env, create))
+
+
+def _empty(db: Database) -> bool:
+    with db.read() as tx:
+        head = tx.one("SELECT audit_seq FROM head WHERE id = 1")
+    return head is None or int(head["audit_seq"]) == 0

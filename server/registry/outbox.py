@@ -81,6 +81,53 @@ class Outbox:
                 (seq, url, state, attempts, next_attempt_at, error, now()),
             )
 
+    def claim(self, seq: int, url: str, at: float, lease_until: float) -> int | None:
+        """Take the next attempt at event ``seq`` for ``url`` if it is still due at ``at``.
+
+        The pair stays pending, not due before ``lease_until``: another deliverer sharing the
+        registry skips it, and a deliverer killed during the POST retries once the lease ends.
+        Returns the attempt's number, or None when another deliverer took or finished it.
+        """
+        with self.db.write() as tx:
+            row = tx.one(
+                "SELECT state, attempts, next_attempt_at FROM deliveries WHERE seq = ? AND url = ?",
+                (seq, url),
+            )
+            if row is not None and (row["state"] != "pending" or row["next_attempt_at"] > at):
+                return None
+            attempt = (int(row["attempts"]) if row is not None else 0) + 1
+            tx.execute("DELETE FROM deliveries WHERE seq = ? AND url = ?", (seq, url))
+            tx.execute(
+                "INSERT INTO deliveries (seq, url, state, attempts, next_attempt_at, last_error,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    url,
+                    "pending",
+                    attempt,
+                    lease_until,
+                    "attempt in progress or cut off",
+                    now(),
+                ),
+            )
+        return attempt
+
+    def waiting(self, url: str, at: float) -> int | None:
+        """The first event for ``url`` that waits for a later retry (or a lease); later events
+        wait behind it, so a receiver gets events in order."""
+        with self.db.read() as tx:
+            row = tx.one(
+                "SELECT MIN(d.seq) AS seq FROM deliveries d JOIN endpoints e ON e.url = d.url "
+                "WHERE d.url = ? AND d.state = ? AND d.next_attempt_at > ? AND d.seq > e.since_seq",
+                (url, "pending", at),
+            )
+        return None if row is None or row["seq"] is None else int(row["seq"])
+
+    def urls(self) -> list[str]:
+        """The subscribed webhook URLs."""
+        with self.db.read() as tx:
+            return [str(r["url"]) for r in tx.all("SELECT url FROM endpoints ORDER BY url")]
+
     def listing(self, state: State | None = None, url: str | None = None) -> list[Delivery]:
         """Every (event, URL) pair with its state: never-tried events count as pending."""
         with self.db.read() as tx:

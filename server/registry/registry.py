@@ -7,7 +7,7 @@ from __future__ import annotations
 import fnmatch
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,21 @@ _PAST = {
 class Registry:
     """One process's handle on a registry. Not shared between threads: open one per thread."""
 
-    def __init__(self, db: Database, artifacts: ArtifactStore, key: bytes) -> None:
+    def __init__(
+        self, db: Database, artifacts: ArtifactStore, key: bytes | Callable[[], bytes]
+    ) -> None:
         self.db = db
         self.artifacts = artifacts
-        self._key = key
+        self._key_source = key
+        self._key_bytes: bytes | None = key if isinstance(key, bytes) else None
+
+    @property
+    def _key(self) -> bytes:
+        """The audit key, read at the first change or verify (readers never need it)."""
+        if self._key_bytes is None:
+            assert callable(self._key_source)
+            self._key_bytes = self._key_source()
+        return self._key_bytes
 
     def close(self) -> None:
         self.db.close()

@@ -72,3 +72,18 @@ def test_a_different_key_does_not_verify(
         _changes(registry, model_file)
     with open_registry(repo, database, {"SLUICE_AUDIT_KEY": "guess"}) as forged:
         assert forged.verify().first_bad_seq == 1
+
+
+def test_a_missing_key_file_is_an_error_not_a_new_key(
+    repo: Path, database: str | None, model_file: Path
+) -> None:
+    from server.errors import ConfigError
+
+    with open_registry(repo, database) as registry:
+        registry.register("m", model_file)
+    (repo / "audit.key").unlink()
+    with open_registry(repo, database) as registry:
+        assert registry.get("m").version == 1  # reading needs no key
+        with pytest.raises(ConfigError, match="SLUICE_AUDIT_KEY"):
+            registry.deploy("m", 1)
+    assert not (repo / "audit.key").exists()
