@@ -87,12 +87,19 @@ def _add_drift(subparsers: Any) -> None:
     add_drift_parser(subparsers)
 
 
+def _add_bench(subparsers: Any) -> None:
+    from server.bench_cli import add_bench_parser
+
+    add_bench_parser(subparsers)
+
+
 # Each command's parser is imported only when needed: the drift command's modules load numba
 # and pyarrow.dataset (~0.6 s), which ``serve`` and ``score`` should not pay at start.
 COMMANDS: dict[str, Callable[[Any], None]] = {
     "serve": _add_serve,
     "score": _add_score,
     "drift": _add_drift,
+    "bench": _add_bench,
 }
 
 
