@@ -13,7 +13,6 @@ from server.bench import BenchConfig, Step
 from tests import models
 from tests.live import LiveServer
 
-
 # 4.4 MB per row: above Sluice's 4 MiB stream window and its 16 kB frames.
 WIDE = 1_100_000
 

@@ -72,13 +72,13 @@ def http_peer(certificate: Certificate | None = None) -> Iterator[tuple[str, See
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/v2/models/echo":
                 self._answer(200, METADATA)
             else:
                 self._answer(404, {"error": "not found"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.tokens.add(self.headers.get("Authorization", ""))
             seen.requests += 1

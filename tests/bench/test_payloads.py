@@ -34,7 +34,7 @@ def test_binary_and_grpc_carry_the_values(datatype: str) -> None:
     model = info(TensorSpec("x", datatype, (-1, 3)))
     inputs = random_inputs(model, {"x": (2, 3)}, seed=1)
     want = inputs["x"]
-    head_len, raw = _binary_parts(encode(config(binary=True), model, inputs))
+    _head_len, raw = _binary_parts(encode(config(binary=True), model, inputs))
     message = pb.ModelInferRequest.FromString(encode(config(protocol="grpc"), model, inputs).body)
     assert list(message.inputs[0].shape) == [2, 3] and message.inputs[0].datatype == datatype
     for blob in (raw, message.raw_input_contents[0]):
