@@ -137,3 +137,10 @@ def test_bad_arguments(args: list[str], message: str, capsys: pytest.CaptureFixt
 def test_bad_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench("--url", "localhost", "--model", "mlp") == 2
     assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_every_request_rejected(live: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench("--url", live.url, "--model", "mlp", "--version", "7", "--concurrency", "1") == 1
+    captured = capsys.readouterr()
+    assert "HTTP 404" in captured.out  # the table names the error kind
+    assert "version '7'" in captured.err and "no request of a step succeeded" in captured.err
