@@ -6,8 +6,8 @@ once with literals that never enter the dynamic table, so every request is two f
 and constant bytes; answers' header blocks are decoded with ``hpack`` and cached while the
 table is unchanged. Unary calls use one stream per request; ``--streaming`` keeps one
 ModelStreamInfer stream per connection and sends each request as a message on it.
-grpc.aio's client costs ~300 µs of CPU per call on the reference MLP; this costs ~15 µs
-(``benchmarks/bench_client.py``), as h2load does in C, so the server sets the pace.
+tritonclient's grpc.aio-based client costs 110-170 µs of CPU per call on the reference MLP;
+this costs 20-32 µs, as h2load does in C (21-27 µs; ``benchmarks/bench_client.py``).
 """
 
 from __future__ import annotations

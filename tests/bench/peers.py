@@ -10,6 +10,7 @@ import json
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -55,7 +56,9 @@ def self_signed(directory: Path) -> Certificate:
 
 
 @contextmanager
-def http_peer(certificate: Certificate | None = None) -> Iterator[tuple[str, Seen]]:
+def http_peer(
+    certificate: Certificate | None = None, delay_s: float = 0.0
+) -> Iterator[tuple[str, Seen]]:
     seen = Seen()
 
     class Handler(BaseHTTPRequestHandler):
@@ -82,6 +85,7 @@ def http_peer(certificate: Certificate | None = None) -> Iterator[tuple[str, See
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.tokens.add(self.headers.get("Authorization", ""))
             seen.requests += 1
+            time.sleep(delay_s)
             tensor = body["inputs"][0]
             out = {"name": "OUTPUT0", "datatype": "FP32", "shape": tensor["shape"],
                    "data": tensor["data"]}  # fmt: skip

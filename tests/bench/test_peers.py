@@ -49,3 +49,11 @@ def test_tls_refuses_an_unknown_certificate(tmp_path: Path) -> None:
     cert = self_signed(tmp_path)
     with http_peer(cert) as (url, _), pytest.raises(ServerUnreachable, match="TLS"):
         run_step(quick(url, model="echo", tls=True))  # the system store does not know it
+
+
+def test_slow_answers_time_out() -> None:
+    with http_peer(delay_s=1.0) as (url, _):
+        result = run_step(quick(url, model="echo", timeout_s=0.3, warmup_s=0, duration_s=1.0))
+    assert result.requests == 0
+    assert result.error_kinds.keys() == {"timeout"}
+    assert 2 <= result.errors <= 8  # 2 connections, each failing every 0.3-0.4 s
