@@ -51,6 +51,7 @@ def test_wrong_shape_is_counted_as_errors(live: LiveServer) -> None:
     assert result.errors > 0
 
 
+@pytest.mark.slow
 def test_several_inputs_and_bytes(live: LiveServer) -> None:
     for model in ("add_sub", "identity_bytes"):
         for binary in (False, True):
@@ -77,6 +78,7 @@ def test_open_loop_holds_its_rate(live: LiveServer) -> None:
     assert result.client["backlog"] == 0
 
 
+@pytest.mark.slow
 def test_poisson_schedule_is_seeded(live: LiveServer) -> None:
     config = quick(live.url, duration_s=2.0, seed=5)
     first = run_step(config, Step(request_rate=50, poisson=True))
