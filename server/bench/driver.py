@@ -98,6 +98,8 @@ class Driver:
             self._out.wall_s = (monotonic_ns() - wall) / 1e9
             self._out.answers = self.completed - answers
             timers.cancel()
+            for task in list(self._tasks):  # reconnections: none may join the next step
+                task.cancel()
             for conn in list(self._conns):
                 conn.busy = False
                 conn.close()
@@ -119,7 +121,7 @@ class Driver:
         now = monotonic_ns()
         for conn in opened:
             if isinstance(conn, BaseException):
-                self._error("connection: " + str(conn), b"", now, count=False)
+                self._error("connection: " + str(conn), b"", now, always=True)
                 self._spawn(self._replace())
             else:
                 conn.keep = True
@@ -214,15 +216,18 @@ class Driver:
         self._conns.discard(conn)
         with contextlib.suppress(ValueError):
             self._idle.remove(conn)
-        if conn.busy:
+        failed = conn.busy
+        if failed:
             conn.busy = False
             self._error(reason, b"", monotonic_ns())
         if monotonic_ns() < self._plan.end_ns:
-            self._spawn(self._replace(RECONNECT_DELAY_S))
+            # an idle connection the server closed (Connection: close) is replaced at once
+            self._spawn(self._replace(RECONNECT_DELAY_S if failed else 0.0))
         self._check_finished()
 
-    def _error(self, kind: str, answer: bytes, when: int, count: bool = True) -> None:
-        if not count or self._plan.measure_ns <= when < self._plan.end_ns:
+    def _error(self, kind: str, answer: bytes, when: int, always: bool = False) -> None:
+        """Count an error inside the window (``always``: a failure to connect at the start)."""
+        if always or self._plan.measure_ns <= when < self._plan.end_ns:
             self._out.errors[kind] = self._out.errors.get(kind, 0) + 1
             if kind not in self._out.messages:
                 self._out.messages[kind] = _text(answer)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.bench import run_step
+from server.bench import Bench, Step, run_step
 from server.bench.control import ServerUnreachable
 from tests.bench.conftest import quick
 from tests.bench.peers import grpc_peer, http_peer, self_signed
@@ -57,3 +57,13 @@ def test_slow_answers_time_out() -> None:
     assert result.requests == 0
     assert result.error_kinds.keys() == {"timeout"}
     assert 2 <= result.errors <= 8  # 2 connections, each failing every 0.3-0.4 s
+
+
+def test_a_server_that_goes_away_counts_connection_errors() -> None:
+    with http_peer() as (url, _):
+        bench = Bench(quick(url, model="echo", warmup_s=0, duration_s=0.5))  # prepared while up
+    with bench:
+        result = bench.run_step(Step(concurrency=2))
+    assert result.requests == 0
+    assert result.errors > 0
+    assert all(kind.startswith("connection") for kind in result.error_kinds), result.error_kinds
