@@ -122,9 +122,10 @@ def print_table(results: Sequence[StepResult], out: TextIO) -> None:
                   "core: the figures include the client's own queueing; add --processes",
                   file=out)  # fmt: skip
         if r.behind:
-            lag = c["schedule_lag_ms"]["p99"]
+            lag = c["schedule_lag_ms"]
             print(
-                f"{r.step.label}: the client fell behind its schedule (p99 {lag:.1f} ms late); "
+                f"{r.step.label}: the client fell behind its schedule (median "
+                f"{lag['p50']:.1f} ms, p99 {lag['p99']:.1f} ms late); "
                 "the rate sent was not the rate asked for",
                 file=out,
             )

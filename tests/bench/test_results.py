@@ -46,7 +46,7 @@ def test_a_late_schedule_is_flagged() -> None:
     step = Step(request_rate=100)
     late = merge([outcome([1.0], lag_ms=30)], step, protocol="grpc", wire="unary",
                  duration_s=1.0, rows=1, server=None)  # fmt: skip
-    on_time = merge([outcome([1.0], lag_ms=0.5)], step, protocol="grpc", wire="unary",
+    on_time = merge([outcome([1.0], lag_ms=3)], step, protocol="grpc", wire="unary",
                     duration_s=1.0, rows=1, server=None)  # fmt: skip
     assert late.behind and not on_time.behind
     assert late.client["schedule_lag_ms"]["p99"] == pytest.approx(30)
