@@ -50,5 +50,8 @@ bench-drift: install
 bench-score: install
 	$(PY) -m benchmarks.score_bench
 
+bench-client: install
+	$(PY) -m benchmarks.bench_client
+
 clean:
 	rm -rf $(VENV) demo .mypy_cache .ruff_cache .pytest_cache
