@@ -3,8 +3,8 @@
 An ``asyncio.Protocol`` rather than a client library: the answer is parsed in the callback
 that receives it (status line, ``Content-Length`` or chunked framing) and the next request is
 written from there, with no task, future or header object per request. On the reference MLP
-this costs 21-28 µs of client CPU per request, as wrk does (20-23 µs), where tritonclient's
-aiohttp-based client costs ~350 µs (``benchmarks/bench_client.py``): the server sets the pace.
+this costs 20-35 µs of client CPU per request, as wrk does (18-26 µs), where tritonclient's
+aiohttp-based client costs 330-510 µs (``benchmarks/bench_client.py``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ and constant bytes; answers' header blocks are decoded with ``hpack`` and cached
 table is unchanged. Unary calls use one stream per request; ``--streaming`` keeps one
 ModelStreamInfer stream per connection and sends each request as a message on it.
 tritonclient's grpc.aio-based client costs 110-170 µs of CPU per call on the reference MLP;
-this costs 20-32 µs, as h2load does in C (21-27 µs; ``benchmarks/bench_client.py``).
+this costs 21-37 µs, as h2load does in C (18-28 µs; ``benchmarks/bench_client.py``).
 """
 
 from __future__ import annotations
