@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from server.bench.config import BenchConfig
 from server.bench.control import CONTROL_TIMEOUT_S, Counters, ServerUnreachable, counters_from
+from server.bench.target import authority
 from server.errors import ModelNotFound
 from server.grpc.generated import inference_pb2 as pb
 
@@ -25,7 +26,7 @@ SERVICE = "/inference.GRPCInferenceService/"
 class GrpcControl:
     def __init__(self, config: BenchConfig) -> None:
         self.config = config
-        target = f"{config.host}:{config.port}"
+        target = authority(config.host, config.port)
         if config.tls:
             roots = config.ca.read_bytes() if config.ca is not None else None
             self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots))

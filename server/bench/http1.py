@@ -36,16 +36,14 @@ class Connection(Protocol):
     def close(self) -> None: ...
 
 
-def requests(
-    host: str, port: int, path: str, payloads: list[Encoded], token: str | None
-) -> list[bytes]:
+def requests(authority: str, path: str, payloads: list[Encoded], token: str | None) -> list[bytes]:
     """Every payload as the complete bytes of one request."""
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     out = []
     for p in payloads:
         extra = "".join(f"{k}: {v}\r\n" for k, v in p.headers)
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}{extra}"
+            f"POST {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}{extra}"
             f"Content-Length: {len(p.body)}\r\n\r\n"
         )
         out.append(head.encode("latin-1") + p.body)

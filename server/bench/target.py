@@ -23,6 +23,11 @@ class Target:
     outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # expected answer shapes
 
 
+def authority(host: str, port: int) -> str:
+    """``host:port`` for the Host / :authority header (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class Opener:
     """Opens connections to the target from inside a client process's event loop."""
 
@@ -34,14 +39,16 @@ class Opener:
         if c.protocol == "grpc":
             method = "ModelStreamInfer" if c.streaming else "ModelInfer"
             self.block = http2.header_block(
-                f"{c.host}:{c.port}", GRPC_PATH + method, c.tls, c.token
+                authority(c.host, c.port), GRPC_PATH + method, c.tls, c.token
             )
             self.messages = [http2.message(p.body) for p in target.payloads]
         else:
             path = (
                 f"/v2/models/{c.model}" + (f"/versions/{c.version}" if c.version else "") + "/infer"
             )
-            self.requests = http1.requests(c.host, c.port, path, list(target.payloads), c.token)
+            self.requests = http1.requests(
+                authority(c.host, c.port), path, list(target.payloads), c.token
+            )
 
     async def open(self, sink: Sink, offset: int) -> Connection:
         c = self.config
@@ -55,6 +62,10 @@ class Opener:
                 ssl=self.ssl,
                 server_hostname=c.host if self.ssl else None,
             )
+            tls = protocol.transport.get_extra_info("ssl_object")
+            if tls is not None and tls.selected_alpn_protocol() != "h2":
+                protocol.close()
+                raise ConnectionError("the server did not agree to HTTP/2 (ALPN h2) over TLS")
             await protocol.ready  # the server's SETTINGS: its windows and frame size are known
         else:
             _, protocol = await loop.create_connection(
