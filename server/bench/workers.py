@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from multiprocessing.connection import Connection as Pipe
 from typing import Any, Protocol
@@ -80,9 +81,13 @@ class ProcessWorker:
         child.close()
 
     def wait_ready(self, timeout: float) -> None:
-        if not self._pipe.poll(timeout):
-            raise RuntimeError("a client process did not start")
-        self._pipe.recv()
+        deadline = time.monotonic() + timeout
+        while not self._pipe.poll(0.1):
+            if not self._process.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"a client process did not start ({self._process.exitcode})")
+        answer = self._pipe.recv()
+        if isinstance(answer, BaseException):
+            raise answer
 
     def start(self, plan: Plan) -> None:
         self._pipe.send(plan)
@@ -110,7 +115,11 @@ class ProcessWorker:
 def _process_main(target: Target, pipe: Pipe, count: Any) -> None:
     loop = new_loop()
     asyncio.set_event_loop(loop)
-    driver = loop.run_until_complete(_make_driver(target))
+    try:
+        driver = loop.run_until_complete(_make_driver(target))
+    except Exception as exc:  # handed to the coordinator, which raises it
+        pipe.send(exc)
+        return
 
     async def report() -> None:
         while True:
