@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 
-.PHONY: install demo demo-model test lint typecheck unit proto bench-serve bench-grpc bench-drift bench-score bench-pipeline clean
+.PHONY: install demo demo-model test lint typecheck unit proto bench-serve bench-grpc bench-drift bench-score bench-pipeline bench-client bench-registry clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,12 @@ bench-score: install
 
 bench-pipeline: install
 	$(PY) -m benchmarks.pipeline_bench
+
+bench-client: install
+	$(PY) -m benchmarks.bench_client
+
+bench-registry: install
+	$(PY) -m benchmarks.registry_bench
 
 clean:
 	rm -rf $(VENV) demo .mypy_cache .ruff_cache .pytest_cache

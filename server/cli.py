@@ -130,6 +130,12 @@ def _add_events(subparsers: Any) -> None:
     add_events_parser(subparsers)
 
 
+def _add_bench(subparsers: Any) -> None:
+    from server.bench_cli import add_bench_parser
+
+    add_bench_parser(subparsers)
+
+
 # Each command's parser is imported only when needed: the drift command's modules load numba
 # and pyarrow.dataset (~0.6 s), which ``serve`` and ``score`` should not pay at start.
 COMMANDS: dict[str, Callable[[Any], None]] = {
@@ -140,6 +146,7 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
     "audit": _add_audit,
     "pipeline": _add_pipeline,
     "events": _add_events,
+    "bench": _add_bench,
 }
 
 

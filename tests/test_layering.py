@@ -45,3 +45,12 @@ def test_webhook_signing_is_stdlib_only() -> None:
     """Receivers may copy or import ``server.events.signing`` without the server's stack."""
     loaded = _loaded_after("server.events.signing")
     assert not {"httpx", "psycopg", "numpy", "onnxruntime"} & {m.split(".")[0] for m in loaded}
+
+
+def test_bench_speaks_only_the_public_protocol() -> None:
+    """server.bench loads no part of the server but leaves and the protocol's messages."""
+    loaded = _loaded_after("server.bench, server.bench.grpc_control, server.bench.parquet")
+    ours = {m for m in loaded if m.startswith("server.") and not m.startswith("server.bench")}
+    assert ours <= {"server.errors", "server.tensors", "server.grpc", "server.grpc.generated",
+                    "server.grpc.generated.inference_pb2"}  # fmt: skip
+    assert not {"starlette", "uvicorn", "onnxruntime"} & {m.split(".")[0] for m in loaded}
