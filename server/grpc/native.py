@@ -82,11 +82,13 @@ class Method:
                     f.UNIMPLEMENTED if call.inbox else f.INTERNAL,
                     f"{self.name} takes exactly one request message, got {len(call.inbox)}",
                 )
+                call.handler_done()
                 return
             try:
                 arg = self.request.FromString(call.inbox.popleft())
             except DecodeError as exc:
                 call.finish(f.INVALID_ARGUMENT, f"cannot parse the {self.name} request: {exc}")
+                call.handler_done()
                 return
         context = Context(call)
         if self.server_streaming:
@@ -113,6 +115,7 @@ class Method:
                 await call.drained()
 
     def _answer(self, call: Call, task: asyncio.Task[Any]) -> None:
+        call.handler_done()
         if task.cancelled():
             call.finish(f.CANCELLED, "the call was cancelled")
             return
