@@ -199,6 +199,8 @@ class Connection(asyncio.Protocol):
             self.flush(call)
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return  # closing: the input is dropped
         buf = self._buf
         buf += data
         pos = 0
@@ -633,10 +635,18 @@ class Connection(asyncio.Protocol):
     def _close(self) -> None:
         """Close once what is written has gone; nothing more is written or read."""
         transport, self.transport = self.transport, None
-        if transport is not None:
+        if transport is None:
+            return
+        if transport.can_write_eof():
+            # A lingering close: FIN after the output, and the client's input read and dropped
+            # until it closes, since closing with unread input would reset the connection
+            # and lose the GOAWAY before the client has read it.
+            transport.write_eof()
+            transport.resume_reading()
+        else:
             transport.close()
-            # close() waits for the output to go; a client that never reads would hold it.
-            self._cutoff = self._loop.call_later(self.limits.close_timeout_s, transport.abort)
+        # Either waits for the output to go; a client that never reads would hold it.
+        self._cutoff = self._loop.call_later(self.limits.close_timeout_s, transport.abort)
 
 
 _CARRYING = (f.DATA, f.HEADERS, f.CONTINUATION)  # frames that must carry something
