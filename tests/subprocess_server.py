@@ -39,7 +39,7 @@ class ServerProcess:
         ]
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
 
     def __enter__(self) -> ServerProcess:
         self.process = subprocess.Popen(self.args, env=self.env, stderr=self.log)
