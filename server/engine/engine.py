@@ -103,9 +103,10 @@ class Engine:
     def ready(self) -> bool:
         return self._started and not self._stopping and not self._failed
 
-    async def load(self, name: str) -> ModelVersion:
+    async def load(self, name: str, actor: str = "") -> ModelVersion:
         """(Re)load the latest version of ``name``; it replaces the current one only once
-        warmed up, and the old one drains in the background, so no request is dropped."""
+        warmed up, and the old one drains in the background, so no request is dropped.
+        ``actor`` is who asked (a token's name; "" when anonymous)."""
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             source = self.repository.source(name)
@@ -121,19 +122,22 @@ class Engine:
             self._current[name] = version
             self._failed.pop(name, None)
             log.info(
-                "model '%s' version %s ready (%.2fs, providers %s, batching %s)",
+                "model '%s' version %s ready (%.2fs, providers %s, batching %s)%s",
                 name,
                 version.version,
                 version.load_seconds,
                 ",".join(version.session.providers),
                 "on" if version.batching else "off",
+                f", loaded by '{actor}'" if actor else "",
             )
             if old is not None:
                 self._retire(old)
             return version
 
-    async def unload(self, name: str) -> None:
+    async def unload(self, name: str, actor: str = "") -> None:
         version = self._current.pop(name, None)
+        if version is not None and actor:
+            log.info("model '%s' unloaded by '%s'", name, actor)
         self._failed.pop(name, None)
         if version is None:
             if name not in self.repository.names():

@@ -34,9 +34,9 @@ from typing import Protocol, cast
 from . import frames as f
 from .call import ENCODINGS, Call, CallError
 
-# The authorization hook: given a call's path and headers, None to let it run, or the gRPC
-# status that refuses it. Run when the headers arrive, before any of the body is read.
-Authorize = Callable[[str, Mapping[str, str]], "tuple[int, str] | None"]
+# The authorization hook: given a call's path and headers, the actor (who is calling), or
+# ``CallError`` to refuse it. Run when the headers arrive, before any of the body is read.
+Authorize = Callable[[str, Mapping[str, str]], str]
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class Connection(asyncio.Protocol):
         self._continued: tuple[int, int, bytearray] | None = None  # stream, flags, block
         self._draining = False
         self._paused = False  # output above the high-water mark: reading stopped
-        self._queued_control = 0  # control replies written while paused
+        self._queued_control = 0  # control replies queued behind unsent output
         self._orphans = 0  # streams the client reset whose handler is still running
         self._resets = Budget(limits.reset_burst, limits.reset_rate, self._loop.time())
         self._empty = 0  # consecutive empty frames
@@ -190,7 +190,6 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
-        self._queued_control = 0
         if self.transport is None:
             return
         self.transport.resume_reading()
@@ -322,7 +321,12 @@ class Connection(asyncio.Protocol):
         if ended:
             call.input_ended = True
         route = self.routes.get(path)
-        refusal = None if self.authorize is None else self.authorize(path, fields)
+        refusal = None
+        if self.authorize is not None:
+            try:
+                call.actor = self.authorize(path, fields)
+            except CallError as exc:
+                refusal = exc
         if fields.get(":method") != "POST":
             call.reject(405)
         elif not fields.get("content-type", "").startswith("application/grpc"):
@@ -334,7 +338,7 @@ class Connection(asyncio.Protocol):
         elif route is None:
             call.finish(f.UNIMPLEMENTED, f"unknown method {path}")
         elif refusal is not None:
-            call.finish(*refusal)
+            call.finish(refusal.code, refusal.message)
         else:
             call.streaming = route.client_streaming
             if deadline is not None:
@@ -480,7 +484,8 @@ class Connection(asyncio.Protocol):
             raise ProtocolError(f.FRAME_SIZE_ERROR, "WINDOW_UPDATE is not 4 bytes")
         self._window_updates += 1
         limits = self.limits
-        if self._window_updates > 5 + limits.window_updates_per_data_frame * (1 + self._data_sent):
+        allowed = 5 + 2 * (self._streams + limits.window_updates_per_data_frame * self._data_sent)
+        if self._window_updates > allowed:  # Envoy's formula
             raise ProtocolError(f.ENHANCE_YOUR_CALM, "a flood of WINDOW_UPDATE frames")
         increment = f.u31(payload)
         if stream_id == 0:
@@ -571,12 +576,18 @@ class Connection(asyncio.Protocol):
             self.transport.write(data)
 
     def _control(self, frame: bytes) -> None:
-        """A control reply; while the client is not reading, only a bounded number queue."""
-        if self._paused:
+        """A control reply. Those queued in user space (the socket is full: the client is
+        not reading) are counted, and past the cap the connection ends, as Envoy does."""
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
             self._queued_control += 1
             if self._queued_control > self.limits.max_queued_control_frames:
                 raise ProtocolError(f.ENHANCE_YOUR_CALM, "the client does not read its replies")
-        self._write(frame)
+        else:
+            self._queued_control = 0
+        transport.write(frame)
 
     # Deadlines ---------------------------------------------------------------------------------
 

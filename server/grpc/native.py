@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
@@ -20,7 +21,7 @@ from google.protobuf.message import DecodeError, Message
 
 from . import frames as f
 from .call import Call, CallError
-from .connection import Connection, Limits
+from .connection import Authorize, Connection, Limits
 from .errors import status_of
 from .generated import inference_pb2 as pb
 
@@ -39,6 +40,10 @@ class Context:
 
     def time_remaining(self) -> float | None:
         return self.call.time_remaining()
+
+    @property
+    def actor(self) -> str:
+        return self.call.actor
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple((k, v) for k, v in self.call.metadata if not k.startswith(":"))
@@ -147,10 +152,20 @@ def routes(servicer: Any) -> dict[str, Method]:
 class NativeEdge:
     """The listening socket, its connections, and a graceful stop."""
 
-    def __init__(self, servicer: Any, sock: socket.socket, limits: Limits, address: str) -> None:
+    def __init__(
+        self,
+        servicer: Any,
+        sock: socket.socket,
+        limits: Limits,
+        address: str,
+        authorize: Authorize | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._routes = routes(servicer)
         self._sock = sock
         self._limits = limits
+        self._authorize = authorize
+        self._tls = tls
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self._idle: asyncio.Event | None = None
@@ -160,11 +175,13 @@ class NativeEdge:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
-        self._server = await loop.create_server(self._connect, sock=self._sock, backlog=2048)
+        self._server = await loop.create_server(
+            self._connect, sock=self._sock, backlog=2048, ssl=self._tls
+        )
         log.debug("gRPC (Open Inference Protocol, native HTTP/2) listening on %s", self.address)
 
     def _connect(self) -> Connection:
-        connection = Connection(self._routes, self._limits, self._closed)
+        connection = Connection(self._routes, self._limits, self._closed, self._authorize)
         self._connections.add(connection)
         if self._idle is not None:
             self._idle.clear()

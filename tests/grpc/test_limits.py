@@ -36,7 +36,7 @@ def closing_code(live: Live, data: bytes, **limits: float) -> int | None:
     edge = small_edge(live, **limits)  # type: ignore[arg-type]
     try:
         with send(edge.port, data) as sock:
-            return goaway_code(sock)
+            return goaway_code(sock)[1]
     finally:
         live.run(edge.stop(1))
 
@@ -110,7 +110,7 @@ def test_window_overflow_is_a_flow_control_error(live: Live) -> None:
 
 
 def test_oversized_header_block_is_refused(live: Live) -> None:
-    block = hpack.Encoder().encode([("x-big", "a" * 300_000)])
+    block = hpack.Encoder().encode([("x-big", "a" * 140_000)], huffman=False)
     assert closing_code(live, frame(1, 0x5, 1, block)) == 0x1
 
 
@@ -120,7 +120,7 @@ def test_a_connection_without_a_preface_is_closed(live: Live) -> None:
         with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as sock:
             started = time.monotonic()
             assert sock.recv(1 << 16)  # the server's SETTINGS
-            assert goaway_code(sock) == 0x1
+            assert goaway_code(sock) == (True, 0x1)
             assert time.monotonic() - started < 5
     finally:
         live.run(edge.stop(1))
