@@ -102,8 +102,10 @@ class Connection(asyncio.Protocol):
         limits: Limits,
         on_close: Callable[[Connection], None],
         authorize: Authorize | None = None,
+        on_open: Callable[[Connection], None] | None = None,
     ) -> None:
         self.routes = routes
+        self.on_open = on_open
         self.limits = limits
         self.on_close = on_close
         self.authorize = authorize
@@ -170,6 +172,8 @@ class Connection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=limits.write_high_water)
         self.transport.write(greeting)
         self._rearm()
+        if self.on_open is not None:
+            self.on_open(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         for call in list(self.calls.values()):

@@ -181,11 +181,13 @@ class NativeEdge:
         log.debug("gRPC (Open Inference Protocol, native HTTP/2) listening on %s", self.address)
 
     def _connect(self) -> Connection:
-        connection = Connection(self._routes, self._limits, self._closed, self._authorize)
+        return Connection(self._routes, self._limits, self._closed, self._authorize, self._opened)
+
+    def _opened(self, connection: Connection) -> None:
+        # Counted once open: under TLS a failed handshake never opens, nor closes, its protocol.
         self._connections.add(connection)
         if self._idle is not None:
             self._idle.clear()
-        return connection
 
     def _closed(self, connection: Connection) -> None:
         self._connections.discard(connection)
