@@ -31,9 +31,9 @@ print(google.protobuf.__version__)
 
 @pytest.mark.parametrize("requirement", ["protobuf==6.30.0", "protobuf>=7,<8"])
 def test_stubs_load_on_the_declared_protobuf_range(tmp_path: Path, requirement: str) -> None:
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path)]
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp_path)]
-        + [requirement],
+        [*pip, requirement],
         capture_output=True,
         text=True,
         timeout=300,
