@@ -76,6 +76,8 @@ def _add_security_flags(p: Any) -> None:
     g.add_argument(
         "--http-max-concurrency", type=int, help="HTTP connections + requests (0: no cap)"
     )
+    g.add_argument("--http-header-timeout-s", type=float, help="a request's headers (60)")
+    g.add_argument("--http-body-timeout-s", type=float, help="between body reads (60)")
 
 
 _SECURITY_FLAGS = (
@@ -90,6 +92,8 @@ _SECURITY_FLAGS = (
     "grpc_idle_timeout_s",
     "http_keepalive_timeout_s",
     "http_max_concurrency",
+    "http_header_timeout_s",
+    "http_body_timeout_s",
 )
 
 

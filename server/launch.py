@@ -25,6 +25,7 @@ from server.engine.engine import Engine
 from server.engine.repository import Repository
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
+from server.http.protocol import guarded_protocol
 from server.metrics import Metrics
 from server.security.access import build_guard, check_exposure
 from server.security.tls import server_context
@@ -75,7 +76,7 @@ class Service:
             lifespan="off",
             access_log=False,
             log_level=settings.log_level,
-            http="httptools",
+            http=guarded_protocol(settings.http_header_timeout_s, settings.http_body_timeout_s),
             timeout_graceful_shutdown=max(int(settings.drain_timeout_s), 1),
             server_header=False,
             date_header=False,

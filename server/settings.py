@@ -169,6 +169,8 @@ class ServerSettings:
     # HTTP/1.1: idle keep-alive and the cap on connections plus requests in flight (0: none).
     http_keepalive_timeout_s: float = 5.0
     http_max_concurrency: int = 0
+    http_header_timeout_s: float = 60.0  # a request's headers, whole (nginx's default)
+    http_body_timeout_s: float = 60.0  # between two reads of a request's body
 
     def __post_init__(self) -> None:
         _require(bool(self.tls_cert) == bool(self.tls_key), "tls_cert and tls_key go together")
@@ -186,6 +188,8 @@ class ServerSettings:
         )
         _require(self.grpc_idle_timeout_s > 0, "grpc_idle_timeout_s must be > 0")
         _require(self.http_keepalive_timeout_s > 0, "http_keepalive_timeout_s must be > 0")
+        _require(self.http_header_timeout_s > 0, "http_header_timeout_s must be > 0")
+        _require(self.http_body_timeout_s > 0, "http_body_timeout_s must be > 0")
         _require(self.http_max_concurrency >= 0, "http_max_concurrency must be >= 0")
         for name in ("http_port", "grpc_port"):
             port = getattr(self, name)
