@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     small_json, big_binary = payloads.json_payload(1), payloads.binary_payload(BIG)
     bodies = write_bodies([small_grpc, big_grpc, small_json, big_binary])
     session = ort.InferenceSession(str(servers.model_file()))
-    runs: dict[tuple[str, str], list[Run]] = {}
+    runs: dict[tuple[str, str, int], list[Run]] = {}
     with servers.running(clear), servers.running(tls, timeout_s=180):
         sizes = {}
         for p in (small_grpc, big_grpc):
@@ -105,12 +105,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                     else:
                         url = f"{scheme}://{HOST}:{server.http_port}/v2/models/{MODEL}/infer"
                         run = wrk.run(url, payload, bodies[payload.name], c, args.duration)
-                    key_ = (f"{server.name} {protocol}", payload.name)
+                    key_ = (f"{server.name} {protocol}", payload.name, c)
                     runs.setdefault(key_, []).append(run)
                     log(f"round {round_}: {key_} c={c}: {run.rps:.0f} req/s, {run.errors} errors")
     points = [
-        Point.of(name, payload, 1 if payload.endswith("-1") else BIG, 0, r)
-        for (name, payload), r in runs.items()
+        Point.of(name, payload, 1 if payload.endswith("-1") else BIG, c, r)
+        for (name, payload, c), r in runs.items()
     ]
     lines = [
         "| protocol | payload | cleartext req/s | TLS req/s | TLS / cleartext |",
