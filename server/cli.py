@@ -72,6 +72,9 @@ def _add_security_flags(p: Any) -> None:
     )
     g.add_argument("--grpc-max-concurrent-streams", type=int, help="per connection (1024)")
     g.add_argument("--grpc-idle-timeout-s", type=float, help="idle gRPC connections (300)")
+    g.add_argument(
+        "--grpc-max-buffered-input-bytes", type=int, help="unread input per connection (256 MiB)"
+    )
     g.add_argument("--http-keepalive-timeout-s", type=float, help="idle HTTP keep-alive (5)")
     g.add_argument(
         "--http-max-concurrency", type=int, help="HTTP connections + requests (0: no cap)"
@@ -90,6 +93,7 @@ _SECURITY_FLAGS = (
     "require_auth",
     "grpc_max_concurrent_streams",
     "grpc_idle_timeout_s",
+    "grpc_max_buffered_input_bytes",
     "http_keepalive_timeout_s",
     "http_max_concurrency",
     "http_header_timeout_s",
