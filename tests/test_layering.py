@@ -20,3 +20,10 @@ def test_engine_imports_no_transport() -> None:
 def test_codecs_import_no_transport() -> None:
     loaded = _loaded_after("server.codecs.json")
     assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
+
+
+def test_security_imports_no_transport() -> None:
+    """Tokens, scopes and TLS contexts are shared by both edges: stdlib and ssl only."""
+    for module in ("server.security.access", "server.security.tls"):
+        loaded = _loaded_after(module)
+        assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
