@@ -5,7 +5,9 @@ machine noise hits both alike; each point is the median of ``--repeats`` runs. g
 native edge) is driven by h2load with a pre-built ModelInfer frame, over ``http://`` and
 ``https://`` (ALPN h2, TLS 1.3); HTTP by wrk. Payloads: 1 row, and 4096 rows (a 4 MiB FP32
 tensor). The answers of both servers are checked before the load, and h2load's byte count
-proves every gRPC answer carried a response message.
+proves every gRPC answer carried a response message. Beside throughput (which the load
+generators, on the same cores, also bound), the server's own CPU per request (from /proc)
+isolates what TLS costs the server.
 
     python -m benchmarks.tls_bench
     python -m benchmarks.tls_bench --duration 3 --repeats 1      # a quick look
@@ -17,6 +19,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import os
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,12 @@ def certificates() -> tuple[Path, Path]:
     return root / "cert.pem", root / "key.pem"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     started = dt.datetime.now(dt.UTC)
@@ -72,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     bodies = write_bodies([small_grpc, big_grpc, small_json, big_binary])
     session = ort.InferenceSession(str(servers.model_file()))
     runs: dict[tuple[str, str, int], list[Run]] = {}
-    with servers.running(clear), servers.running(tls, timeout_s=180):
+    cpu_us: dict[tuple[str, str, int], list[float]] = {}
+    with servers.running(clear) as clear_proc, servers.running(tls, timeout_s=180) as tls_proc:
+        pids = {clear.name: clear_proc.pid, tls.name: tls_proc.pid}
         sizes = {}
         for p in (small_grpc, big_grpc):
             expected = session.run(None, {payloads.INPUT: p.inputs})[0]
@@ -91,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for round_ in range(args.repeats):
             for protocol, payload, c in cases:
                 for server, scheme in ((clear, "http"), (tls, "https")):
+                    cpu_before = cpu_seconds(pids[server.name])
                     if protocol == "grpc":
                         assert server.grpc_port is not None
                         run = h2load.run(
@@ -107,25 +119,30 @@ def main(argv: Sequence[str] | None = None) -> None:
                         run = wrk.run(url, payload, bodies[payload.name], c, args.duration)
                     key_ = (f"{server.name} {protocol}", payload.name, c)
                     runs.setdefault(key_, []).append(run)
+                    served = max(run.rps * args.duration, 1.0)
+                    used = cpu_seconds(pids[server.name]) - cpu_before
+                    cpu_us.setdefault(key_, []).append(used / served * 1e6)
                     log(f"round {round_}: {key_} c={c}: {run.rps:.0f} req/s, {run.errors} errors")
     points = [
         Point.of(name, payload, 1 if payload.endswith("-1") else BIG, c, r)
         for (name, payload, c), r in runs.items()
     ]
     lines = [
-        "| protocol | payload | cleartext req/s | TLS req/s | TLS / cleartext |",
-        "|---|---|---|---|---|",
+        "| protocol | payload | cleartext req/s | TLS req/s | TLS / cleartext "
+        "| server CPU µs/request, cleartext | TLS | TLS / cleartext |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for protocol, payload, c in cases:
         a = next(
             p for p in points if p.server == f"cleartext {protocol}" and p.payload == payload.name
         )
         b = next(p for p in points if p.server == f"tls {protocol}" and p.payload == payload.name)
-        share = ratio(b.rps, a.rps)
+        share = ratio(b.rps, a.rps) or 0.0
+        cpu_a = statistics.median(cpu_us[(a.server, a.payload, c)])
+        cpu_b = statistics.median(cpu_us[(b.server, b.payload, c)])
         lines.append(
-            f"| {protocol} (c={c}) | {payload.name} | {a.rps:,.0f} | {b.rps:,.0f} | {share:.2f} |"
-            if share is not None
-            else "| n/a |"
+            f"| {protocol} (c={c}) | {payload.name} | {a.rps:,.0f} | {b.rps:,.0f} | {share:.2f} "
+            f"| {cpu_a:,.0f} | {cpu_b:,.0f} | {cpu_b / cpu_a:.2f} |"
         )
     env["loadavg_end"] = os.getloadavg()
     text = "\n".join(
@@ -142,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         ]
     )
     print(text)
-    result = {"environment": env, "points": [p.to_json() for p in points]}
+    result = {
+        "environment": env,
+        "points": [p.to_json() for p in points],
+        "server_cpu_us_per_request": {" ".join(map(str, k)): v for k, v in cpu_us.items()},
+    }
     save_result("tls", started, args.tag, result, text)
 
 
