@@ -6,20 +6,13 @@ Each client-opened stream is a ``Call`` handed to the ``Route`` its ``:path`` na
 route once the request has fully arrived, a streaming one as soon as its headers have.
 
 Flow control: the connection window is credited as DATA arrives (every call's input is bounded
-on its own), a unary call's stream window likewise (its one message is bounded by the message
+on its own) while the input buffered in the connection's calls is under its cap, a unary
+call's stream window as DATA arrives (its one message is bounded by the message
 limit), and a streaming call's stream window as its handler reads, so a slow handler pushes
 back on its client alone.
 
-Abuse limits (``Limits``), each with the default a trusted server ships: output the client
-does not read stops the reading of its connection (``pause_writing``), and control replies
-queued meanwhile are capped (Envoy's max_outbound_control_frames), so a PING or SETTINGS
-flood cannot grow memory; streams the client resets, or the server refuses or resets, spend
-a token bucket (nghttp2's 1000 burst, 33/s; CVE-2023-44487 and its 2025 "MadeYouReset"
-variant) and a reset stream counts against the stream cap until its handler has ended (Go's
-fix); empty frames, PRIORITY and WINDOW_UPDATE floods are bounded by Envoy's ratios
-(CVE-2019-9512..9518); SETTINGS may hold 32 entries (nghttp2, CVE-2020-11080); buffered
-input per connection is capped; the preface, a header block and an idle connection each
-have a deadline. A breach ends the connection with GOAWAY ENHANCE_YOUR_CALM.
+Every per-connection resource is bounded by ``limits.Limits``, enforced here and by
+``limits.Floods``; see that module for each limit and where its default comes from.
 """
 
 from __future__ import annotations
@@ -28,11 +21,11 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Protocol, cast
 
 from . import frames as f
 from .call import ENCODINGS, Call, CallError
+from .limits import Floods, Limits, ProtocolError
 
 # The authorization hook: given a call's path and headers, the actor (who is calling), or
 # ``CallError`` to refuse it. Run when the headers arrive, before any of the body is read.
@@ -47,52 +40,6 @@ class Route(Protocol):
     client_streaming: bool
 
     def start(self, call: Call) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    max_message_bytes: int
-    max_concurrent_streams: int = 1024
-    stream_window: int = 4 << 20
-    connection_window: int = 16 << 20
-    max_frame_size: int = 1 << 20
-    max_header_list_size: int = 64 << 10
-    # Unsent output past which the connection stops reading until the client catches up.
-    write_high_water: int = 256 << 10
-    max_queued_control_frames: int = 1000  # Envoy's max_outbound_control_frames
-    reset_burst: int = 1000  # nghttp2's stream reset burst and rate
-    reset_rate: float = 33.0
-    max_consecutive_empty_frames: int = 1  # Envoy
-    window_updates_per_data_frame: int = 10  # Envoy
-    priority_frames_per_stream: int = 100  # Envoy
-    max_settings_entries: int = 32  # nghttp2
-    max_buffered_input: int = 256 << 20
-    handshake_timeout_s: float = 10.0
-    header_timeout_s: float = 10.0
-    idle_timeout_s: float = 300.0
-    close_timeout_s: float = 5.0  # a closing connection whose client does not read is cut
-
-
-class Budget:
-    """A token bucket: ``burst`` tokens, refilled at ``rate`` per second."""
-
-    def __init__(self, burst: int, rate: float, now: float) -> None:
-        self.burst = burst
-        self.rate = rate
-        self.tokens = float(burst)
-        self.at = now
-
-    def spend(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        self.tokens -= 1
-        return self.tokens >= 0
-
-
-class ProtocolError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Connection(asyncio.Protocol):
@@ -125,14 +72,8 @@ class Connection(asyncio.Protocol):
         self._continued: tuple[int, int, bytearray] | None = None  # stream, flags, block
         self._draining = False
         self._paused = False  # output above the high-water mark: reading stopped
-        self._queued_control = 0  # control replies queued behind unsent output
         self._orphans = 0  # streams the client reset whose handler is still running
-        self._resets = Budget(limits.reset_burst, limits.reset_rate, self._loop.time())
-        self._empty = 0  # consecutive empty frames
-        self._window_updates = 0
-        self._data_sent = 0
-        self._priorities = 0
-        self._streams = 0
+        self._floods = Floods(limits, self._loop.time())
         self._withheld = False  # connection credit held back: buffered input over its cap
         self._timer: asyncio.TimerHandle | None = None
         self._timer_reason = ""
@@ -229,8 +170,7 @@ class Connection(asyncio.Protocol):
                     break
                 payload = bytes(buf[start : start + size])
                 pos = start + size
-                if kind in _CARRYING:
-                    self._count_empty(kind, flags, size)
+                self._floods.frame(kind, flags, size)
                 if not self._settled:
                     if kind != f.SETTINGS:
                         raise ProtocolError(f.PROTOCOL_ERROR, "the first frame is not SETTINGS")
@@ -249,14 +189,6 @@ class Connection(asyncio.Protocol):
         self._rearm()
 
     # Frames ------------------------------------------------------------------------------------
-
-    def _count_empty(self, kind: int, flags: int, size: int) -> None:
-        if size or (kind == f.DATA and flags & f.END_STREAM):
-            self._empty = 0
-            return
-        self._empty += 1
-        if self._empty > self.limits.max_consecutive_empty_frames:
-            raise ProtocolError(f.ENHANCE_YOUR_CALM, "a flood of empty frames")
 
     def _on_headers(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id == 0 or stream_id % 2 == 0:
@@ -296,7 +228,7 @@ class Connection(asyncio.Protocol):
         if stream_id <= self._last_stream_id:
             return  # a stream this side already closed
         self._last_stream_id = stream_id
-        self._streams += 1
+        self._floods.streams += 1
         # A stream the client reset still counts until its handler has ended (Rapid Reset).
         if self._draining or len(self.calls) + self._orphans >= self.limits.max_concurrent_streams:
             self._spend_reset()
@@ -434,8 +366,7 @@ class Connection(asyncio.Protocol):
         call.cancel()
 
     def _spend_reset(self) -> None:
-        if not self._resets.spend(self._loop.time()):
-            raise ProtocolError(f.ENHANCE_YOUR_CALM, "too many streams reset")
+        self._floods.reset(self._loop.time())
 
     def _reset(self, call: Call, code: int) -> None:
         """A stream error: reset the stream, which spends the client's reset budget too."""
@@ -449,8 +380,7 @@ class Connection(asyncio.Protocol):
             return
         if stream_id != 0 or len(payload) % 6:
             raise ProtocolError(f.PROTOCOL_ERROR, "malformed SETTINGS")
-        if len(payload) > 6 * self.limits.max_settings_entries:
-            raise ProtocolError(f.ENHANCE_YOUR_CALM, "too many SETTINGS entries")
+        self._floods.settings(len(payload))
         for key, value in f.parse_settings(payload):
             if key == f.INITIAL_WINDOW_SIZE:
                 if value > f.MAX_WINDOW:
@@ -486,11 +416,7 @@ class Connection(asyncio.Protocol):
     def _on_window_update(self, flags: int, stream_id: int, payload: bytes) -> None:
         if len(payload) != 4:
             raise ProtocolError(f.FRAME_SIZE_ERROR, "WINDOW_UPDATE is not 4 bytes")
-        self._window_updates += 1
-        limits = self.limits
-        allowed = 5 + 2 * (self._streams + limits.window_updates_per_data_frame * self._data_sent)
-        if self._window_updates > allowed:  # Envoy's formula
-            raise ProtocolError(f.ENHANCE_YOUR_CALM, "a flood of WINDOW_UPDATE frames")
+        self._floods.window_update()
         increment = f.u31(payload)
         if stream_id == 0:
             if increment == 0:
@@ -514,9 +440,7 @@ class Connection(asyncio.Protocol):
             self.flush(stream)
 
     def _on_priority(self, flags: int, stream_id: int, payload: bytes) -> None:
-        self._priorities += 1
-        if self._priorities > 5 + self.limits.priority_frames_per_stream * (1 + self._streams):
-            raise ProtocolError(f.ENHANCE_YOUR_CALM, "a flood of PRIORITY frames")
+        self._floods.priority()
 
     # Output ------------------------------------------------------------------------------------
 
@@ -549,7 +473,7 @@ class Connection(asyncio.Protocol):
                 chunk, pending[0] = payload[:room], (True, payload[room:])
             self._send_window -= len(chunk)
             call.send_window -= len(chunk)
-            self._data_sent += 1
+            self._floods.data_sent += 1
             out.append(f.frame(f.DATA, 0, call.stream_id, chunk))
         if out:
             self.transport.write(b"".join(out))
@@ -585,12 +509,7 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if transport.get_write_buffer_size():
-            self._queued_control += 1
-            if self._queued_control > self.limits.max_queued_control_frames:
-                raise ProtocolError(f.ENHANCE_YOUR_CALM, "the client does not read its replies")
-        else:
-            self._queued_control = 0
+        self._floods.control(queued=transport.get_write_buffer_size() > 0)
         transport.write(frame)
 
     # Deadlines ---------------------------------------------------------------------------------
@@ -662,9 +581,6 @@ class Connection(asyncio.Protocol):
             transport.close()
         # Either waits for the output to go; a client that never reads would hold it.
         self._cutoff = self._loop.call_later(self.limits.close_timeout_s, transport.abort)
-
-
-_CARRYING = (f.DATA, f.HEADERS, f.CONTINUATION)  # frames that must carry something
 
 
 def _unpad(flags: int, payload: bytes) -> bytes:

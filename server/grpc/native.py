@@ -21,9 +21,10 @@ from google.protobuf.message import DecodeError, Message
 
 from . import frames as f
 from .call import Call, CallError
-from .connection import Authorize, Connection, Limits
+from .connection import Authorize, Connection
 from .errors import status_of
 from .generated import inference_pb2 as pb
+from .limits import Limits
 
 log = logging.getLogger(__name__)
 

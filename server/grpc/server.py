@@ -15,8 +15,8 @@ from server.settings import ServerSettings
 from server.sockets import bind
 
 from .auth import AuthInterceptor, native_authorize
-from .connection import Limits
 from .generated import inference_pb2_grpc as pb_grpc
+from .limits import Limits
 from .native import NativeEdge
 from .servicer import InferenceServicer
 

@@ -22,8 +22,9 @@ from server.codecs.json import decode_request as decode_json
 from server.errors import SluiceError
 from server.grpc import frames as f
 from server.grpc.codec import decode_request as decode_proto
-from server.grpc.connection import Connection, Limits
+from server.grpc.connection import Connection
 from server.grpc.generated import inference_pb2 as pb
+from server.grpc.limits import Limits
 
 CORPUS = Path(__file__).parent / "corpus"
 SEEDS = {path.name: path.read_bytes() for path in sorted(CORPUS.iterdir())}
