@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 
 from server.errors import ConfigError
 from server.security.tls import server_context
@@ -134,3 +135,16 @@ def test_mutual_tls(tmp_path: Path, pki: Pki, transport: str) -> None:
         context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
         answer = httpx.get(f"https://localhost:{port}/v2/health/live", verify=context)
         assert answer.status_code == 200
+
+
+def test_tritonclient_http_over_tls(tls_server: LiveServer, pki: Pki) -> None:
+    port = tls_server.url.split(":")[1]
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    client = httpclient.InferenceServerClient(
+        f"localhost:{port}", ssl=True, ssl_context_factory=lambda: context
+    )
+    inputs = [httpclient.InferInput("INPUT0", [1, 3], "FP32")]
+    inputs[0].set_data_from_numpy(DATA)
+    result = client.infer("identity_fp32", inputs)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), DATA)
+    client.close()
