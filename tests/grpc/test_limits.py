@@ -172,3 +172,11 @@ def _frame_offsets(data: bytes) -> list[int]:
         high, low = struct.unpack_from(">HB", data, pos)
         pos += 9 + (high << 8 | low)
     return offsets
+
+
+def test_hpack_table_over_the_default_is_refused(live: Live) -> None:
+    """The server never raises SETTINGS_HEADER_TABLE_SIZE, so the client's table stays 4 KiB."""
+    encoder = hpack.Encoder()
+    encoder.header_table_size = 1 << 20  # the next block starts with a size update to 1 MiB
+    block = request_headers(encoder, "ServerLive")
+    assert closing_code(live, frame(1, 0x5, 1, block)) == 0x9  # COMPRESSION_ERROR
