@@ -85,3 +85,9 @@ class Cancelled(SluiceError):
     """The client went away before the request ran."""
 
     status = HTTPStatus.BAD_REQUEST
+
+
+class Forbidden(SluiceError):
+    """The token is valid but lacks the scope, or the endpoint is switched off."""
+
+    status = HTTPStatus.FORBIDDEN

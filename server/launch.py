@@ -29,9 +29,12 @@ from server.errors import SluiceError
 from server.events.delivery import Deliverer
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
+from server.http.protocol import guarded_protocol
 from server.metrics import Metrics
 from server.registry import exists as registry_exists
 from server.registry.catalog import RegistryCatalog
+from server.security.access import build_guard, check_exposure
+from server.security.tls import server_context
 from server.settings import ServerSettings
 from server.sockets import bind
 
@@ -97,6 +100,7 @@ class Service:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+        self.guard = build_guard(settings)
         self.catalog = build_catalog(settings)
         self.engine = build_engine(settings, self.catalog)
         self._watcher: asyncio.Task[None] | None = None
@@ -121,20 +125,25 @@ class Service:
             self._deliverer = start_deliverer(settings)
         await self.engine.start()
         config = uvicorn.Config(
-            build_app(self.engine, settings.max_request_bytes),
+            build_app(self.engine, settings.max_request_bytes, self.guard),
             lifespan="off",
             access_log=False,
             log_level=settings.log_level,
-            http="httptools",
+            http=guarded_protocol(settings.http_header_timeout_s, settings.http_body_timeout_s),
             timeout_graceful_shutdown=max(int(settings.drain_timeout_s), 1),
             server_header=False,
             date_header=False,
+            timeout_keep_alive=settings.http_keepalive_timeout_s,  # type: ignore[arg-type]
+            limit_concurrency=settings.http_max_concurrency or None,
         )
+        if settings.tls_cert:
+            config.load()
+            config.ssl = server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         self._http = _Server(config)
         self._http.should_exit = self._stop_requested
         sock = bind(settings.host, settings.http_port, reuse_port=settings.workers > 1)
         self.http_port = sock.getsockname()[1]
-        self._grpc = build_grpc_server(self.engine, settings)
+        self._grpc = build_grpc_server(self.engine, settings, self.guard)
         self.grpc_port = self._grpc.port
         await self._grpc.start()
         log.info(
@@ -193,6 +202,7 @@ async def serve(settings: ServerSettings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, service.guard.reload)  # the tokens file
     try:
         return await service.run()
     except OSError as exc:
@@ -230,6 +240,7 @@ def run_worker(settings: ServerSettings) -> int:
 def run(settings: ServerSettings) -> int:
     """Run one worker in this process, or ``workers`` child processes and wait for them."""
     configure_logging(settings)
+    check_exposure(settings)
     if settings.workers == 1:
         return run_worker(settings)
     if settings.http_port == 0 or settings.grpc_port == 0:
@@ -255,6 +266,13 @@ def run(settings: ServerSettings) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+
+    def reload(_sig: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGHUP)  # each worker reads the tokens file again
+
+    signal.signal(signal.SIGHUP, reload)
     for child in children:
         child.join()
     if deliverer is not None:

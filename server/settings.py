@@ -163,8 +163,43 @@ class ServerSettings:
     # Registry events are POSTed to these (Standard Webhooks signatures with the secret).
     webhooks: tuple[str, ...] = ()
     webhook_secret: str = field(default="", repr=False)
+    # Security (README "Security"): TLS on both edges, bearer tokens with scopes.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""  # given: clients must present a certificate it signed
+    tokens_file: str = ""
+    open_endpoints: str = "health,metadata,metrics"  # open without a token, when tokens are on
+    model_control: bool = False  # load/unload without an admin token
+    require_auth: bool = False  # refuse to start on a non-loopback address without TLS+tokens
+    # Per-connection limits of the native gRPC edge (server/grpc/connection.py).
+    grpc_max_concurrent_streams: int = 1024
+    grpc_max_buffered_input_bytes: int = 256 << 20
+    grpc_idle_timeout_s: float = 300.0
+    # HTTP/1.1: idle keep-alive and the cap on connections plus requests in flight (0: none).
+    http_keepalive_timeout_s: float = 5.0
+    http_max_concurrency: int = 0
+    http_header_timeout_s: float = 60.0  # a request's headers, whole (nginx's default)
+    http_body_timeout_s: float = 60.0  # between two reads of a request's body
 
     def __post_init__(self) -> None:
+        _require(bool(self.tls_cert) == bool(self.tls_key), "tls_cert and tls_key go together")
+        _require(not self.tls_client_ca or bool(self.tls_cert), "tls_client_ca needs tls_cert")
+        for name in filter(None, self.open_endpoints.split(",")):
+            _require(
+                name in ("health", "metadata", "metrics", "inference", "admin"),
+                f"open_endpoints: unknown endpoint class '{name}' "
+                "(health, metadata, metrics, inference, admin)",
+            )
+        _require(self.grpc_max_concurrent_streams >= 1, "grpc_max_concurrent_streams must be >= 1")
+        _require(
+            self.grpc_max_buffered_input_bytes >= self.grpc_max_message_bytes,
+            "grpc_max_buffered_input_bytes must be >= grpc_max_message_bytes",
+        )
+        _require(self.grpc_idle_timeout_s > 0, "grpc_idle_timeout_s must be > 0")
+        _require(self.http_keepalive_timeout_s > 0, "http_keepalive_timeout_s must be > 0")
+        _require(self.http_header_timeout_s > 0, "http_header_timeout_s must be > 0")
+        _require(self.http_body_timeout_s > 0, "http_body_timeout_s must be > 0")
+        _require(self.http_max_concurrency >= 0, "http_max_concurrency must be >= 0")
         for name in ("http_port", "grpc_port"):
             port = getattr(self, name)
             _require(0 <= port <= 65535, f"{name} must be within 0..65535, got {port}")
@@ -257,6 +292,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 def _parse_env(raw: str, hint: Any, where: str) -> Any:
+    if hint in ("bool", bool):
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ConfigError(f"{where}: '{raw}' is not true or false")
+        return raw.lower() in ("1", "true", "yes")
     if hint in ("int", int):
         try:
             return int(raw)

@@ -54,3 +54,10 @@ def test_bench_speaks_only_the_public_protocol() -> None:
     assert ours <= {"server.errors", "server.tensors", "server.grpc", "server.grpc.generated",
                     "server.grpc.generated.inference_pb2"}  # fmt: skip
     assert not {"starlette", "uvicorn", "onnxruntime"} & {m.split(".")[0] for m in loaded}
+
+
+def test_security_imports_no_transport() -> None:
+    """Tokens, scopes and TLS contexts are shared by both edges: stdlib and ssl only."""
+    for module in ("server.security.access", "server.security.tls"):
+        loaded = _loaded_after(module)
+        assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}

@@ -57,7 +57,9 @@ def served(
         reg.register("m", two_models[0])
         reg.register("m", two_models[1])
         reg.deploy("m", 1, reason="launch")
-        with LiveServer(repo, registry=database or "", registry_poll_s=0.1) as live:
+        with LiveServer(
+            repo, registry=database or "", registry_poll_s=0.1, model_control=True
+        ) as live:
             yield live, reg
 
 
@@ -148,3 +150,27 @@ def test_grpc_model_version_reaches_a_deployed_version(
             got = client.infer("m", [inp], model_version=version).as_numpy("output")
             np.testing.assert_allclose(got.ravel(), expected, rtol=1e-6)
         assert client.get_model_metadata("m").versions == ["1", "2"]
+
+
+def test_model_control_records_the_token_as_actor(
+    repo: Path, database: str | None, two_models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import tritonclient.grpc as grpcclient
+
+    from server.security.tokens import add_token
+
+    tokens = tmp_path / "tokens.toml"
+    secret = add_token(tokens, "release-bot", ["inference", "admin"])
+    with open_registry(repo, database) as reg:
+        reg.register("m", two_models[0])
+        reg.deploy("m", 1)
+        with LiveServer(repo, registry=database or "", tokens_file=str(tokens)) as live:
+            auth = {"authorization": f"Bearer {secret}"}
+            refused = httpx.post(f"http://{live.url}/v2/repository/models/m/unload")
+            assert refused.status_code == 401
+            done = httpx.post(f"http://{live.url}/v2/repository/models/m/unload", headers=auth)
+            assert done.status_code == 200
+            with grpcclient.InferenceServerClient(live.grpc_url) as client:
+                client.load_model("m", headers=auth)
+        entries = [(e.action, e.actor) for e in reg.history("m")][-2:]
+        assert entries == [("unload", "release-bot"), ("load", "release-bot")]
