@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 
-.PHONY: install demo demo-model test lint typecheck unit proto bench-serve bench-grpc bench-drift bench-score clean
+.PHONY: install demo demo-model test lint typecheck unit proto bench-serve bench-grpc bench-drift bench-score bench-pipeline bench-client bench-registry clean
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,15 @@ bench-drift: install
 
 bench-score: install
 	$(PY) -m benchmarks.score_bench
+
+bench-pipeline: install
+	$(PY) -m benchmarks.pipeline_bench
+
+bench-client: install
+	$(PY) -m benchmarks.bench_client
+
+bench-registry: install
+	$(PY) -m benchmarks.registry_bench
 
 clean:
 	rm -rf $(VENV) demo .mypy_cache .ruff_cache .pytest_cache

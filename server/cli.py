@@ -51,7 +51,24 @@ def _add_serve(subparsers: Any) -> None:
         help="gRPC transport: Sluice's own HTTP/2 (native, default, fastest) or grpc.aio",
     )
     p.add_argument("--drain-timeout-s", type=float, help="how long SIGTERM waits for requests")
+    p.add_argument(
+        "--webhook",
+        action="append",
+        dest="webhooks",
+        metavar="URL",
+        help="POST registry events here (repeatable; signed with --webhook-secret)",
+    )
+    p.add_argument(
+        "--webhook-secret",
+        help="Standard Webhooks secret ($SLUICE_WEBHOOK_SECRET; whsec_... or raw)",
+    )
+    p.add_argument(
+        "--registry",
+        help="postgresql://... for a registry shared by several servers (default: "
+        "REPO/registry.db when it exists; without a registry the latest version is served)",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _add_security_flags(p)
     p.set_defaults(run=_run_serve)
 
 
@@ -66,6 +83,61 @@ def _count(text: str) -> int | str:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1 or 'auto', got {value}")
     return value
+
+
+def _add_security_flags(p: Any) -> None:
+    g = p.add_argument_group("security (README: Security)")
+    g.add_argument("--tls-cert", help="PEM certificate chain: TLS on both edges")
+    g.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    g.add_argument("--tls-client-ca", help="PEM CA: clients must present a certificate it signed")
+    g.add_argument(
+        "--tokens", dest="tokens_file", help="bearer tokens file (TOML; $SLUICE_TOKENS_FILE)"
+    )
+    g.add_argument(
+        "--open-endpoints",
+        help="endpoint classes open without a token (default health,metadata,metrics)",
+    )
+    g.add_argument(
+        "--model-control",
+        action="store_true",
+        default=None,
+        help="allow model load/unload without an admin token",
+    )
+    g.add_argument(
+        "--require-auth",
+        action="store_true",
+        default=None,
+        help="refuse to serve a non-loopback address without TLS and tokens",
+    )
+    g.add_argument("--grpc-max-concurrent-streams", type=int, help="per connection (1024)")
+    g.add_argument("--grpc-idle-timeout-s", type=float, help="idle gRPC connections (300)")
+    g.add_argument(
+        "--grpc-max-buffered-input-bytes", type=int, help="unread input per connection (256 MiB)"
+    )
+    g.add_argument("--http-keepalive-timeout-s", type=float, help="idle HTTP keep-alive (5)")
+    g.add_argument(
+        "--http-max-concurrency", type=int, help="HTTP connections + requests (0: no cap)"
+    )
+    g.add_argument("--http-header-timeout-s", type=float, help="a request's headers (60)")
+    g.add_argument("--http-body-timeout-s", type=float, help="between body reads (60)")
+
+
+_SECURITY_FLAGS = (
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "tokens_file",
+    "open_endpoints",
+    "model_control",
+    "require_auth",
+    "grpc_max_concurrent_streams",
+    "grpc_idle_timeout_s",
+    "grpc_max_buffered_input_bytes",
+    "http_keepalive_timeout_s",
+    "http_max_concurrency",
+    "http_header_timeout_s",
+    "http_body_timeout_s",
+)
 
 
 def serve_settings(args: argparse.Namespace) -> ServerSettings:
@@ -87,6 +159,10 @@ def serve_settings(args: argparse.Namespace) -> ServerSettings:
         "grpc_transport": args.grpc_transport,
         "drain_timeout_s": args.drain_timeout_s,
         "log_level": args.log_level,
+        "registry": args.registry,
+        "webhooks": args.webhooks,
+        "webhook_secret": args.webhook_secret,
+        **{name: getattr(args, name) for name in _SECURITY_FLAGS},
     }
     merged = {**file_values, **{k: v for k, v in flags.items() if v is not None}}
     merged["default_model_config"] = model_config
@@ -111,12 +187,54 @@ def _add_drift(subparsers: Any) -> None:
     add_drift_parser(subparsers)
 
 
+def _add_models(subparsers: Any) -> None:
+    from server.models_cli import add_models_parser
+
+    add_models_parser(subparsers)
+
+
+def _add_audit(subparsers: Any) -> None:
+    from server.models_cli import add_audit_parser
+
+    add_audit_parser(subparsers)
+
+
+def _add_pipeline(subparsers: Any) -> None:
+    from server.pipeline_cli import add_pipeline_parser
+
+    add_pipeline_parser(subparsers)
+
+
+def _add_events(subparsers: Any) -> None:
+    from server.events_cli import add_events_parser
+
+    add_events_parser(subparsers)
+
+
+def _add_bench(subparsers: Any) -> None:
+    from server.bench_cli import add_bench_parser
+
+    add_bench_parser(subparsers)
+
+
+def _add_tokens(subparsers: Any) -> None:
+    from server.tokens_cli import add_tokens_parser
+
+    add_tokens_parser(subparsers)
+
+
 # Each command's parser is imported only when needed: the drift command's modules load numba
 # and pyarrow.dataset (~0.6 s), which ``serve`` and ``score`` should not pay at start.
 COMMANDS: dict[str, Callable[[Any], None]] = {
     "serve": _add_serve,
     "score": _add_score,
     "drift": _add_drift,
+    "models": _add_models,
+    "audit": _add_audit,
+    "pipeline": _add_pipeline,
+    "events": _add_events,
+    "bench": _add_bench,
+    "tokens": _add_tokens,
 }
 
 

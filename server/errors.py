@@ -57,6 +57,18 @@ class Unauthorized(SluiceError):
     status = HTTPStatus.UNAUTHORIZED
 
 
+class Conflict(SluiceError):
+    """The change conflicts with the registry's state (a deployed version cannot be deleted)."""
+
+    status = HTTPStatus.CONFLICT
+
+
+class RegistryUnavailable(SluiceError):
+    """The registry's database could not be reached or did not answer in time."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
 class ConfigError(SluiceError):
     """A configuration value is invalid. Raised at start-up, before anything serves."""
 
@@ -73,3 +85,9 @@ class Cancelled(SluiceError):
     """The client went away before the request ran."""
 
     status = HTTPStatus.BAD_REQUEST
+
+
+class Forbidden(SluiceError):
+    """The token is valid but lacks the scope, or the endpoint is switched off."""
+
+    status = HTTPStatus.FORBIDDEN

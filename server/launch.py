@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -21,12 +22,21 @@ from pathlib import Path
 import uvicorn
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from server.engine.catalog import Catalog
 from server.engine.engine import Engine
+from server.engine.placement import Placement
 from server.engine.repository import Repository
+from server.errors import SluiceError
+from server.events.delivery import Deliverer
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
+from server.http.protocol import guarded_protocol
 from server.metrics import Metrics
+from server.registry import exists as registry_exists
+from server.registry.catalog import RegistryCatalog
 from server.resources import usable_cores
+from server.security.access import build_guard, check_exposure
+from server.security.tls import server_context
 from server.settings import AUTO, ServerSettings
 from server.sockets import bind
 
@@ -42,16 +52,49 @@ class _Server(uvicorn.Server):
         yield
 
 
-def build_engine(settings: ServerSettings) -> Engine:
+def build_catalog(settings: ServerSettings) -> Repository | RegistryCatalog:
+    """The registry when the repository has one (or ``--registry`` names one), else the
+    repository layout on disk."""
+    path = Path(settings.model_path)
+    if path.is_dir() and registry_exists(path, settings.registry or None):
+        keys = {"SLUICE_AUDIT_KEY": settings.audit_key} if settings.audit_key else {}
+        return RegistryCatalog(path, settings.registry or None, keys, settings.default_model_config)
+    return Repository(path, settings.default_model_config)
+
+
+def build_engine(settings: ServerSettings, catalog: Catalog | None = None) -> Engine:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
-    repository = Repository(
-        Path(settings.model_path),
-        settings.default_model_config,
-        settings.cores_per_worker,
-        settings.workers,
+    catalog = catalog if catalog is not None else build_catalog(settings)
+    placement = Placement(settings.cores_per_worker, settings.workers) if settings.cores else None
+    return Engine(catalog, Metrics(registry), settings.drain_timeout_s, placement)
+
+
+def start_deliverer(settings: ServerSettings) -> Deliverer:
+    """Deliver the registry's events to ``settings.webhooks`` in a background thread."""
+    if not settings.webhook_secret:
+        log.warning("webhooks without --webhook-secret: events are sent unsigned")
+    deliverer = Deliverer(
+        settings.model_path, settings.registry or None, settings.webhooks, settings.webhook_secret
     )
-    return Engine(repository, Metrics(registry), settings.drain_timeout_s)
+    deliverer.start()
+    return deliverer
+
+
+async def watch_registry(engine: Engine, catalog: RegistryCatalog, interval_s: float) -> None:
+    """Poll the registry's change counter; on a change, bring the engine in line (deploys,
+    undeploys and alias moves are served within ``interval_s`` plus the load time)."""
+    loop = asyncio.get_running_loop()
+    last = await loop.run_in_executor(None, catalog.changes)
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            current = await loop.run_in_executor(None, catalog.changes)
+            if current != last:
+                await engine.sync()
+                last = current
+        except SluiceError as exc:  # the registry is unreachable: keep serving, retry
+            log.warning("registry poll failed: %s", exc.message)
 
 
 class Service:
@@ -60,7 +103,11 @@ class Service:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings = resolve(settings)
-        self.engine = build_engine(settings)
+        self.guard = build_guard(settings)
+        self.catalog = build_catalog(settings)
+        self.engine = build_engine(settings, self.catalog)
+        self._watcher: asyncio.Task[None] | None = None
+        self._deliverer: Deliverer | None = None
         self.http_port = 0
         self.grpc_port = 0
         self._http: _Server | None = None
@@ -72,22 +119,34 @@ class Service:
     async def run(self, on_ready: Callable[[Service], None] | None = None) -> int:
         settings = self.settings
         self._loop = asyncio.get_running_loop()
+        if isinstance(self.catalog, RegistryCatalog):
+            # Started before the first sync, so a deploy during start-up is not missed.
+            self._watcher = asyncio.ensure_future(
+                watch_registry(self.engine, self.catalog, settings.registry_poll_s)
+            )
+        if settings.webhooks:
+            self._deliverer = start_deliverer(settings)
         await self.engine.start()
         config = uvicorn.Config(
-            build_app(self.engine, settings.max_request_bytes),
+            build_app(self.engine, settings.max_request_bytes, self.guard),
             lifespan="off",
             access_log=False,
             log_level=settings.log_level,
-            http="httptools",
+            http=guarded_protocol(settings.http_header_timeout_s, settings.http_body_timeout_s),
             timeout_graceful_shutdown=max(int(settings.drain_timeout_s), 1),
             server_header=False,
             date_header=False,
+            timeout_keep_alive=settings.http_keepalive_timeout_s,  # type: ignore[arg-type]
+            limit_concurrency=settings.http_max_concurrency or None,
         )
+        if settings.tls_cert:
+            config.load()
+            config.ssl = server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         self._http = _Server(config)
         self._http.should_exit = self._stop_requested
         sock = bind(settings.host, settings.http_port, reuse_port=settings.workers > 1)
         self.http_port = sock.getsockname()[1]
-        self._grpc = build_grpc_server(self.engine, settings)
+        self._grpc = build_grpc_server(self.engine, settings, self.guard)
         self.grpc_port = self._grpc.port
         await self._grpc.start()
         log.info(
@@ -95,7 +154,7 @@ class Service:
             settings.host,
             self.http_port,
             self._grpc.address,
-            ", ".join(self.engine.repository.names()),
+            ", ".join(self.engine.names()),
         )
         if self._stop_requested:
             self._stop_grpc()
@@ -108,7 +167,15 @@ class Service:
             self._stop_grpc()
             if self._grpc_stopping is not None:
                 await self._grpc_stopping
+            if self._watcher is not None:
+                self._watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._watcher
             drained = await self.engine.stop()
+            if isinstance(self.catalog, RegistryCatalog):
+                self.catalog.close()
+            if self._deliverer is not None:
+                self._deliverer.stop(settings.drain_timeout_s)
         log.info("stopped%s", "" if drained else " (drain timed out)")
         return 0 if drained else 1
 
@@ -138,6 +205,7 @@ async def serve(settings: ServerSettings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, service.guard.reload)  # the tokens file
     try:
         return await service.run()
     except OSError as exc:
@@ -194,14 +262,20 @@ def run(settings: ServerSettings) -> int:
     """Run one worker in this process, or ``workers`` child processes and wait for them."""
     configure_logging(settings)
     settings = resolve(settings)
+    check_exposure(settings)
     if settings.workers == 1:
         return run_worker(settings)
     if settings.http_port == 0 or settings.grpc_port == 0:
         log.error("--workers > 1 needs fixed ports (they are shared with SO_REUSEPORT)")
         return 2
     context = multiprocessing.get_context("spawn")
+    # One deliverer for the whole server, in this process, rather than one per worker.
+    deliverer = start_deliverer(settings) if settings.webhooks else None
+    worker_settings = dataclasses.replace(settings, webhooks=())
     children = [
-        context.Process(target=_worker, args=(settings, os.getpid()), name=f"sluice-worker-{i}")
+        context.Process(
+            target=_worker, args=(worker_settings, os.getpid()), name=f"sluice-worker-{i}"
+        )
         for i in range(settings.workers)
     ]
     for child in children:
@@ -214,8 +288,17 @@ def run(settings: ServerSettings) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+
+    def reload(_sig: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGHUP)  # each worker reads the tokens file again
+
+    signal.signal(signal.SIGHUP, reload)
     for child in children:
         child.join()
+    if deliverer is not None:
+        deliverer.stop(settings.drain_timeout_s)
     return max((child.exitcode or 0) for child in children)
 
 

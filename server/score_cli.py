@@ -30,8 +30,14 @@ def add_score_parser(subparsers: Any) -> None:
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     arg = parser.add_argument
-    arg("--model", required=True, metavar="PATH|NAME[:VERSION]", help="an .onnx file or a name")
+    arg(
+        "--model",
+        required=True,
+        metavar="PATH|NAME[:VERSION|@ALIAS]",
+        help="an .onnx file or a name",
+    )
     arg("--repository", type=Path, metavar="REPO", help="model repository for NAME[:VERSION]")
+    arg("--registry", metavar="URL", help="postgresql://... when the registry is shared")
     arg("--input", required=True, nargs="+", type=Path, metavar="PATH", help="files or folders")
     arg("--output", required=True, type=Path, metavar="DIR", help="output directory")
     arg("--features", type=_names, metavar="a,b,...", help="feature columns (default: numeric)")
@@ -51,6 +57,7 @@ def options_from_args(args: argparse.Namespace) -> ScoreOptions:
     return ScoreOptions(
         model=args.model,
         repository=args.repository,
+        registry=args.registry,
         inputs=tuple(args.input),
         output=args.output,
         features=args.features,

@@ -195,8 +195,52 @@ class ServerSettings:
     drain_timeout_s: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     default_model_config: ModelConfig = field(default_factory=ModelConfig)
+    # A postgresql:// URL for a shared registry; "" means REPO/registry.db when it exists.
+    registry: str = ""
+    # How often the server polls the registry for deploys, undeploys and alias moves.
+    registry_poll_s: float = 0.5
+    # The audit chain's HMAC key ($SLUICE_AUDIT_KEY); "" means the key file beside the registry.
+    audit_key: str = field(default="", repr=False)
+    # Registry events are POSTed to these (Standard Webhooks signatures with the secret).
+    webhooks: tuple[str, ...] = ()
+    webhook_secret: str = field(default="", repr=False)
+    # Security (README "Security"): TLS on both edges, bearer tokens with scopes.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""  # given: clients must present a certificate it signed
+    tokens_file: str = ""
+    open_endpoints: str = "health,metadata,metrics"  # open without a token, when tokens are on
+    model_control: bool = False  # load/unload without an admin token
+    require_auth: bool = False  # refuse to start on a non-loopback address without TLS+tokens
+    # Per-connection limits of the native gRPC edge (server/grpc/connection.py).
+    grpc_max_concurrent_streams: int = 1024
+    grpc_max_buffered_input_bytes: int = 256 << 20
+    grpc_idle_timeout_s: float = 300.0
+    # HTTP/1.1: idle keep-alive and the cap on connections plus requests in flight (0: none).
+    http_keepalive_timeout_s: float = 5.0
+    http_max_concurrency: int = 0
+    http_header_timeout_s: float = 60.0  # a request's headers, whole (nginx's default)
+    http_body_timeout_s: float = 60.0  # between two reads of a request's body
 
     def __post_init__(self) -> None:
+        _require(bool(self.tls_cert) == bool(self.tls_key), "tls_cert and tls_key go together")
+        _require(not self.tls_client_ca or bool(self.tls_cert), "tls_client_ca needs tls_cert")
+        for name in filter(None, self.open_endpoints.split(",")):
+            _require(
+                name in ("health", "metadata", "metrics", "inference", "admin"),
+                f"open_endpoints: unknown endpoint class '{name}' "
+                "(health, metadata, metrics, inference, admin)",
+            )
+        _require(self.grpc_max_concurrent_streams >= 1, "grpc_max_concurrent_streams must be >= 1")
+        _require(
+            self.grpc_max_buffered_input_bytes >= self.grpc_max_message_bytes,
+            "grpc_max_buffered_input_bytes must be >= grpc_max_message_bytes",
+        )
+        _require(self.grpc_idle_timeout_s > 0, "grpc_idle_timeout_s must be > 0")
+        _require(self.http_keepalive_timeout_s > 0, "http_keepalive_timeout_s must be > 0")
+        _require(self.http_header_timeout_s > 0, "http_header_timeout_s must be > 0")
+        _require(self.http_body_timeout_s > 0, "http_body_timeout_s must be > 0")
+        _require(self.http_max_concurrency >= 0, "http_max_concurrency must be >= 0")
         for name in ("http_port", "grpc_port"):
             port = getattr(self, name)
             _require(0 <= port <= 65535, f"{name} must be within 0..65535, got {port}")
@@ -211,6 +255,7 @@ class ServerSettings:
         _require(self.grpc_max_message_bytes >= 1024, "grpc_max_message_bytes must be >= 1024")
         _require(self.grpc_transport in ("native", "aio"), "grpc_transport must be native or aio")
         _require(self.drain_timeout_s >= 0, "drain_timeout_s must be >= 0")
+        _require(0 < self.registry_poll_s <= 60, "registry_poll_s must be within (0, 60]")
         _require(
             self.log_level in ("debug", "info", "warning", "error"),
             "log_level must be one of debug, info, warning, error",
@@ -225,6 +270,15 @@ class ServerSettings:
             if raw is not None and f.name != "default_model_config":
                 values[f.name] = _parse_env(raw, f.type, f"SLUICE_{f.name.upper()}")
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("webhooks"), str):  # SLUICE_WEBHOOKS=url1,url2
+            values["webhooks"] = [u.strip() for u in values["webhooks"].split(",") if u.strip()]
+        if "webhooks" in values:
+            _require(
+                isinstance(values["webhooks"], list | tuple)
+                and all(isinstance(u, str) for u in values["webhooks"]),
+                "webhooks must be a list of URLs",
+            )
+            values["webhooks"] = tuple(values["webhooks"])
         return cls(**values)
 
     def resolved(self, usable_cores: int) -> ServerSettings:
@@ -318,6 +372,10 @@ def _parse_env(raw: str, hint: Any, where: str) -> Any:
     auto_field = where.removeprefix("SLUICE_").lower() in _AUTO_FIELDS
     if auto_field and raw.strip().lower() == "auto":
         return "auto"
+    if hint in ("bool", bool):
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ConfigError(f"{where}: '{raw}' is not true or false")
+        return raw.lower() in ("1", "true", "yes")
     if hint in ("int", int):
         try:
             return int(raw)

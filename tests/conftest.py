@@ -38,5 +38,5 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(repository: Path) -> Iterator[LiveServer]:
-    with LiveServer(repository, max_request_bytes=1024 * 1024) as live:
+    with LiveServer(repository, max_request_bytes=1024 * 1024, model_control=True) as live:
         yield live

@@ -148,7 +148,7 @@ def test_serve_resolves_auto_from_an_affinity_mask_and_logs_it(tmp_path: Path) -
         finally:
             proc.terminate()
     assert "cores: 1 (affinity 1" in log and "1 worker(s) (auto)" in log
-    assert "model 'mlp': 1 instance(s) x 1 intra-op thread(s)" in log
+    assert "batching on; 1 instance(s) x 1 intra-op thread(s), 1 inter-op, for 1 core(s)" in log
     assert config["instance_group"][0]["count"] == 1
 
 

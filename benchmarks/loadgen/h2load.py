@@ -34,6 +34,7 @@ def run(
     duration_s: float,
     streams: int = 1,
     threads: int = 1,
+    scheme: str = "http",
 ) -> Run:
     """One h2load run: ``connections`` HTTP/2 connections, ``streams`` requests in flight on
     each. Concurrency is ``connections * streams``."""
@@ -52,7 +53,7 @@ def run(
             "-H",
             "te: trailers",
             f"--log-file={log.name}",
-            f"http://{host}:{port}{PATH}",
+            f"{scheme}://{host}:{port}{PATH}",
         ]
         out = subprocess.run(
             cmd, capture_output=True, text=True, check=True, timeout=duration_s + 60

@@ -62,7 +62,7 @@ def decode_request(
         # buffer, where orjson + np.array built 256 Python floats for a 1-row MLP request
         # (36 µs → 17 µs per request).
         doc = simdjson.Parser().parse(body)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: e.g. an integer over 64 bits
         raise InvalidInput(f"malformed JSON body: {exc}") from None
     if not isinstance(doc, simdjson.Object):
         raise InvalidInput("the request body must be a JSON object")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import TypedDict
 
 from server import __version__
@@ -17,8 +18,10 @@ from server.errors import ModelNotFound, ModelNotReady, SluiceError
 from server.metrics import Metrics
 from server.tensors import Tensor, TensorSpec
 
+from .catalog import Catalog
 from .models import ModelVersion
-from .repository import Repository
+from .placement import Placement
+from .repository import ModelPlan, ModelSource
 from .requests import InferRequest, InferResponse, ModelIndexEntry
 from .stats import ModelStatistics
 
@@ -58,17 +61,46 @@ def _tensor_metadata(spec: TensorSpec) -> TensorMetadata:
     return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
 
 
+class Served:
+    """One model's live versions and its default; replaced whole on a swap, so a request
+    sees either the old set or the new one."""
+
+    __slots__ = ("default", "versions")
+
+    def __init__(self, versions: dict[str, ModelVersion], default: str) -> None:
+        self.versions = versions
+        self.default = default
+
+
+def _ordered(versions: Iterable[str]) -> list[str]:
+    return sorted(versions, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
+
+
 class Engine:
-    """Owns every loaded model version; safe to use from one event loop."""
+    """Owns every loaded model version; safe to use from one event loop.
+
+    What to serve comes from a ``Catalog`` (the repository layout, or the registry's
+    deployments); ``sync`` loads and warms what is new, switches atomically, then drains and
+    unloads what left, so no request fails during a swap.
+    """
 
     def __init__(
-        self, repository: Repository, metrics: Metrics, drain_timeout_s: float = 30.0
+        self,
+        catalog: Catalog,
+        metrics: Metrics,
+        drain_timeout_s: float = 30.0,
+        placement: Placement | None = None,
     ) -> None:
-        self.repository = repository
+        self.catalog = catalog
+        self.placement = placement or Placement.whole_process()
         self.metrics = metrics
         self.drain_timeout_s = drain_timeout_s
-        self._current: dict[str, ModelVersion] = {}
+        self._served: dict[str, Served] = {}
+        self._known: dict[str, list[str]] = {}
         self._failed: dict[str, str] = {}
+        # (name, version, sha256) that failed to load: not retried until the plan changes.
+        self._broken: dict[tuple[str, str, str], str] = {}
+        self._held: set[str] = set()  # unloaded through model control; sync leaves them
         self._locks: dict[str, asyncio.Lock] = {}
         self._retiring: set[asyncio.Task[bool]] = set()
         self._started = False
@@ -77,19 +109,15 @@ class Engine:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every model of the repository; a model that fails is reported, not fatal."""
-        for name in self.repository.names():
-            try:
-                await self.load(name)
-            except SluiceError as exc:
-                log.error("model '%s' failed to load: %s", name, exc.message)
+        """Load what the catalog says to serve; a model that fails is reported, not fatal."""
+        await self.sync()
         self._started = True
 
     async def stop(self) -> bool:
         """Refuse new requests and drain queued and running ones. False if the drain timed out."""
         self._stopping = True
-        versions = list(self._current.values())
-        self._current.clear()
+        versions = [v for served in self._served.values() for v in served.versions.values()]
+        self._served.clear()
         results = await asyncio.gather(*(v.stop(self.drain_timeout_s) for v in versions))
         if self._retiring:
             results += await asyncio.gather(*self._retiring)
@@ -103,43 +131,138 @@ class Engine:
     def ready(self) -> bool:
         return self._started and not self._stopping and not self._failed
 
-    async def load(self, name: str) -> ModelVersion:
-        """(Re)load the latest version of ``name``; it replaces the current one only once
-        warmed up, and the old one drains in the background, so no request is dropped."""
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            source = self.repository.source(name)
-            loop = asyncio.get_running_loop()
-            metrics = self.metrics.model(source.name, source.version)
-            try:
-                version = await loop.run_in_executor(None, ModelVersion, source, metrics)
-            except SluiceError as exc:
-                self._failed[name] = exc.message
-                raise
-            version.start()
-            old = self._current.get(name)
-            self._current[name] = version
-            self._failed.pop(name, None)
-            log.info(
-                "model '%s' version %s ready (%.2fs, providers %s, batching %s)",
-                name,
-                version.version,
-                version.load_seconds,
-                ",".join(version.session.providers),
-                "on" if version.batching else "off",
-            )
-            if old is not None:
-                self._retire(old)
-            return version
+    def names(self) -> list[str]:
+        return sorted(set(self._known) | set(self._served))
 
-    async def unload(self, name: str) -> None:
-        version = self._current.pop(name, None)
-        self._failed.pop(name, None)
-        if version is None:
-            if name not in self.repository.names():
-                raise ModelNotFound(f"unknown model '{name}'")
+    async def sync(self) -> None:
+        """Bring every model in line with the catalog's plans (the registry changed)."""
+        if self._stopping:
             return
-        await version.stop(self.drain_timeout_s)
+        plans = await self._refresh()
+        for name in sorted(set(plans) | set(self._served)):
+            if name not in self._held and not self._stopping:
+                await self._apply(name, plans.get(name))
+
+    async def load(self, name: str, actor: str = "") -> None:
+        """Model control: (re)load ``name`` as the catalog plans it, even if unchanged."""
+        plans = await self._refresh()
+        plan = plans.get(name)
+        if plan is None:
+            if name in self._known:
+                raise ModelNotReady(f"model '{name}' has no deployed version to load")
+            raise ModelNotFound(f"unknown model '{name}'")
+        self._held.discard(name)
+        self._broken = {k: v for k, v in self._broken.items() if k[0] != name}
+        await self._apply(name, plan, force=True)
+        if name in self._failed:
+            raise ModelNotReady(f"model '{name}' failed to load: {self._failed[name]}")
+        await self._report("load", name, None, "", actor)
+
+    async def unload(self, name: str, actor: str = "") -> None:
+        """Model control: stop serving ``name`` until it is loaded again."""
+        async with self._lock(name):
+            served = self._served.pop(name, None)
+            self._failed.pop(name, None)
+            if served is None and name not in self._known:
+                raise ModelNotFound(f"unknown model '{name}'")
+            self._held.add(name)
+            if served is not None:
+                await asyncio.gather(
+                    *(v.stop(self.drain_timeout_s) for v in served.versions.values())
+                )
+        await self._report("unload", name, None, "", actor)
+
+    async def _refresh(self) -> dict[str, ModelPlan]:
+        loop = asyncio.get_running_loop()
+        plans, known = await loop.run_in_executor(None, self._read_catalog)
+        self._known = known
+        return plans
+
+    def _read_catalog(self) -> tuple[dict[str, ModelPlan], dict[str, list[str]]]:
+        plans = {name: self.placement.plan(p) for name, p in self.catalog.plans().items()}
+        return plans, {name: self.catalog.versions(name) for name in self.catalog.names()}
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    async def _apply(self, name: str, plan: ModelPlan | None, force: bool = False) -> None:
+        async with self._lock(name):
+            current = self._served.get(name)
+            have = current.versions if current is not None else {}
+            if plan is None:
+                self._failed.pop(name, None)
+                if current is not None:
+                    del self._served[name]
+                    for retired in have.values():
+                        self._retire(retired)
+                    log.info("model '%s' is no longer deployed: unloading", name)
+                return
+            keep: dict[str, ModelVersion] = {}
+            failures: list[str] = []
+            for version, source in plan.versions.items():
+                old = have.get(version)
+                if old is not None and old.source == source and not force:
+                    keep[version] = old
+                    continue
+                loaded = await self._load_version(source, failures)
+                if loaded is not None:
+                    keep[version] = loaded
+            if not keep:
+                if current is not None:
+                    log.error("model '%s': no planned version loaded; the current ones stay", name)
+                else:
+                    self._failed[name] = "; ".join(failures) or "no version loaded"
+                return
+            default = plan.default if plan.default in keep else _ordered(keep)[-1]
+            self._served[name] = Served(keep, default)
+            self._failed.pop(name, None)
+            for version, previous in have.items():
+                if keep.get(version) is not previous:
+                    self._retire(previous)
+
+    async def _load_version(self, source: ModelSource, failures: list[str]) -> ModelVersion | None:
+        key = (source.name, source.version, source.sha256)
+        if key in self._broken:
+            failures.append(self._broken[key])
+            return None
+        loop = asyncio.get_running_loop()
+        metrics = self.metrics.model(source.name, source.version)
+        try:
+            version = await loop.run_in_executor(None, ModelVersion, source, metrics)
+        except SluiceError as exc:
+            self._broken[key] = exc.message
+            failures.append(exc.message)
+            log.error(
+                "model '%s' version %s failed to load: %s", source.name, source.version, exc.message
+            )
+            await self._report("load_failed", source.name, source.version, exc.message, "")
+            return None
+        version.start()
+        log.info(
+            "model '%s' version %s ready (%.2fs, providers %s, batching %s; "
+            "%d instance(s) x %d intra-op thread(s), %d inter-op, for %d core(s))",
+            source.name,
+            version.version,
+            version.load_seconds,
+            ",".join(version.session.providers),
+            "on" if version.batching else "off",
+            source.config.runtime.instances,
+            source.config.runtime.intra_op_threads,
+            source.config.runtime.inter_op_threads,
+            self.placement.cores,
+        )
+        return version
+
+    async def _report(
+        self, action: str, name: str, version: str | None, reason: str, actor: str
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                None, self.catalog.report, action, name, version, reason, actor
+            )
+        except SluiceError as exc:
+            log.error("could not record %s of model '%s': %s", action, name, exc.message)
 
     def _retire(self, old: ModelVersion) -> None:
         task = asyncio.get_running_loop().create_task(old.stop(self.drain_timeout_s))
@@ -149,22 +272,27 @@ class Engine:
     # -- lookup ---------------------------------------------------------------------------
 
     def get(self, name: str, version: str = "") -> ModelVersion:
-        current = self._current.get(name)
-        if current is None:
+        served = self._served.get(name)
+        if served is None:
             if name in self._failed:
                 raise ModelNotReady(f"model '{name}' is unavailable: {self._failed[name]}")
             if self._stopping:
                 raise ModelNotReady("the server is shutting down")
-            if name in self.repository.names():
+            if name in self._known:
                 raise ModelNotReady(f"model '{name}' is not loaded")
             raise ModelNotFound(f"unknown model '{name}'")
-        if version and version != current.version:
-            raise ModelNotFound(
-                f"model '{name}' has no loaded version '{version}' (loaded: {current.version})"
-            )
-        if current.state != "READY":
-            raise ModelNotReady(f"model '{name}' is {current.state.lower()}")
-        return current
+        if version:
+            model = served.versions.get(version)
+            if model is None:
+                raise ModelNotFound(
+                    f"model '{name}' has no loaded version '{version}' "
+                    f"(loaded: {', '.join(_ordered(served.versions))})"
+                )
+        else:
+            model = served.versions[served.default]
+        if model.state != "READY":
+            raise ModelNotReady(f"model '{name}' is {model.state.lower()}")
+        return model
 
     def model_ready(self, name: str, version: str = "") -> bool:
         try:
@@ -217,7 +345,7 @@ class Engine:
         model = self.get(name, version)
         return {
             "name": model.name,
-            "versions": [model.version],
+            "versions": _ordered(self._served[model.name].versions),
             "platform": "onnxruntime_onnx",
             "inputs": [_tensor_metadata(s) for s in model.inputs.values()],
             "outputs": [_tensor_metadata(s) for s in model.outputs.values()],
@@ -257,8 +385,8 @@ class Engine:
                 for key, value in (
                     ("intra_op_thread_count", runtime.intra_op_threads),
                     ("inter_op_thread_count", runtime.inter_op_threads),
-                    ("workers", self.repository.workers),
-                    ("cores_per_worker", self.repository.cores),
+                    ("workers", self.placement.workers),
+                    ("cores_per_worker", self.placement.cores),
                 )
             },
         }
@@ -279,16 +407,22 @@ class Engine:
         if name:
             model = self.get(name, version)
             return [model.stats.view(model.name, model.version)]
-        return [m.stats.view(m.name, m.version) for m in self._current.values()]
+        return [
+            m.stats.view(m.name, m.version)
+            for served in self._served.values()
+            for m in served.versions.values()
+        ]
 
     def index(self, ready_only: bool = False) -> list[ModelIndexEntry]:
         entries = []
-        for name in self.repository.names():
-            model = self._current.get(name)
-            if model is not None:
-                entries.append(ModelIndexEntry(name, model.version, model.state))
+        for name in self.names():
+            served = self._served.get(name)
+            if served is not None:
+                for version in _ordered(served.versions):
+                    model = served.versions[version]
+                    entries.append(ModelIndexEntry(name, version, model.state))
             elif not ready_only:
-                versions = self.repository.versions(name)
+                versions = self._known.get(name) or [""]
                 reason = self._failed.get(name, "unloaded" if self._started else "")
                 entries.append(ModelIndexEntry(name, versions[-1], "UNAVAILABLE", reason))
         return [e for e in entries if not ready_only or e.state == "READY"]

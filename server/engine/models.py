@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import time
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
-from server.errors import InvalidInput
+from server.errors import InvalidInput, ModelNotReady
 from server.metrics import ModelMetrics
 from server.tensors import Tensor, TensorSpec
 
@@ -33,7 +34,8 @@ class ModelVersion:
         self.stats = Stats()
         self.state: State = "LOADING"
         started = time.perf_counter()
-        self.session = OrtSession(source.path, source.config.runtime, source.name)
+        model = _checked_bytes(source) if source.sha256 else source.path
+        self.session = OrtSession(model, source.config.runtime, source.name)
         if source.config.runtime.warmup:
             self.session.warmup()
         self.load_seconds = time.perf_counter() - started
@@ -121,3 +123,22 @@ class ModelVersion:
         skip = 1 if self.batching else 0
         key = tuple(sorted((name, arr.shape[skip:]) for name, arr in feed.items()))
         return feed, rows, key
+
+
+def _checked_bytes(source: ModelSource) -> bytes:
+    """The model file, checked against the sha256 the registry recorded (read once, so what
+    is checked is what loads)."""
+    try:
+        data = source.path.read_bytes()
+    except OSError as exc:
+        raise ModelNotReady(
+            f"model '{source.name}' version {source.version}: cannot read {source.path} "
+            f"({exc.strerror})"
+        ) from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != source.sha256:
+        raise ModelNotReady(
+            f"model '{source.name}' version {source.version}: {source.path} has sha256 "
+            f"{digest}, the registry recorded {source.sha256}; refusing to load it"
+        )
+    return data

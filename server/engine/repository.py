@@ -6,16 +6,12 @@ A repository's model may carry ``REPO/<name>/config.toml``; without a registry t
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from server.errors import ConfigError, ModelNotFound
-from server.resources import usable_cores
 from server.settings import ModelConfig
 
-log = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.toml"
 
@@ -26,31 +22,28 @@ class ModelSource:
     version: str
     path: Path
     config: ModelConfig
+    sha256: str = ""  # when set, the file must hash to it or the version is refused
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPlan:
+    """The versions of one model to serve, and the one a request without a version gets."""
+
+    name: str
+    versions: dict[str, ModelSource]
+    default: str
 
 
 class Repository:
-    """Reads the layout afresh on each call, so models added on disk appear on ``load``.
+    """Reads the layout afresh on each call, so models added on disk appear on ``load``."""
 
-    ``cores``: what each model's ``"auto"`` runtime settings are resolved for (this worker's
-    share of the machine; ``None``: every core this process may use), one of ``workers``
-    server processes (shown by the model config endpoint).
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        default_config: ModelConfig | None = None,
-        cores: int | None = None,
-        workers: int = 1,
-    ) -> None:
+    def __init__(self, path: Path, default_config: ModelConfig | None = None) -> None:
         if not path.exists():
             raise ConfigError(f"model path '{path}' does not exist")
         if path.is_file() and path.suffix != ".onnx":
             raise ConfigError(f"model path '{path}' is neither an .onnx file nor a directory")
         self.path = path
         self.default_config = default_config or ModelConfig()
-        self.cores = cores or usable_cores().count
-        self.workers = workers
 
     @property
     def single_file(self) -> bool:
@@ -77,23 +70,21 @@ class Repository:
         if version not in versions:
             raise ModelNotFound(f"model '{name}' has no version '{version}'")
         if self.single_file:
-            return ModelSource(name, version, self.path, self._resolved(name, self.default_config))
+            return ModelSource(name, version, self.path, self.default_config)
         config_path = self.path / name / CONFIG_FILE
         config = ModelConfig.from_file(config_path) if config_path.exists() else self.default_config
-        path = self.path / name / version / MODEL_FILE
-        return ModelSource(name, version, path, self._resolved(name, config))
+        return ModelSource(name, version, self.path / name / version / MODEL_FILE, config)
 
-    def _resolved(self, name: str, config: ModelConfig) -> ModelConfig:
-        runtime = config.runtime.resolved(self.cores)
-        log.info(
-            "model '%s': %d instance(s) x %d intra-op thread(s), %d inter-op (for %d core(s))",
-            name,
-            runtime.instances,
-            runtime.intra_op_threads,
-            runtime.inter_op_threads,
-            self.cores,
-        )
-        return dataclasses.replace(config, runtime=runtime)
+    def plans(self) -> dict[str, ModelPlan]:
+        """Without a registry, the latest version of every model is served."""
+        plans = {}
+        for name in self.names():
+            source = self.source(name)
+            plans[name] = ModelPlan(name, {source.version: source}, source.version)
+        return plans
+
+    def report(self, action: str, name: str, version: str | None, reason: str, actor: str) -> None:
+        """Nothing records what a registry-less server does beyond its log."""
 
     def _version_dirs(self, name: str) -> list[Path]:
         model_dir = self.path / name

@@ -23,6 +23,7 @@ class InferRequest:
     # Polled before the request runs: True once the client has gone away (HTTP disconnect).
     # Edges that can cancel the awaiting task instead (gRPC) leave it unset.
     client_gone: Callable[[], bool] | None = None
+    actor: str = ""  # the authenticated token's name (the audit trail's actor); "" anonymous
 
 
 @dataclass(slots=True)

@@ -27,6 +27,8 @@ class Link(Protocol):
 
     def finished(self, call: Call) -> None: ...
 
+    def handler_done(self, call: Call) -> None: ...
+
 
 class CallError(Exception):
     """The call must end with this gRPC status: raised while reading its input, and by a
@@ -69,6 +71,9 @@ class Call:
         self.closed = False  # trailers queued, or the call was cancelled
         self.on_cancel: Callable[[], object] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.running = False  # its handler has started and not yet ended
+        self.orphaned = False  # reset by the client while its handler runs
+        self.actor = ""  # the authenticated token's name, when tokens are in use
         self._partial = bytearray()
         self._headers_sent = False
         self._waiter: asyncio.Future[None] | None = None
@@ -94,6 +99,11 @@ class Call:
             message = bytes(buf[5 : size + 5])
             del buf[: size + 5]
             self._queue(flag, message)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of input received and not yet taken by the handler."""
+        return len(self._partial) + sum(len(message) for message in self.inbox)
 
     def end_input(self) -> None:
         self.input_ended = True
@@ -203,6 +213,9 @@ class Call:
         if self.timer is not None:
             self.timer.cancel()
         self.stop_handler()
+
+    def handler_done(self) -> None:
+        self.link.handler_done(self)
 
     def stop_handler(self) -> None:
         if self.on_cancel is not None:

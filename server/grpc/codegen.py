@@ -3,8 +3,13 @@
     python -m server.grpc.codegen              # into server/grpc/generated/
     python -m server.grpc.codegen --out DIR    # anywhere else (the drift test does this)
 
-The stubs are committed; ``tests/grpc/test_codegen.py`` fails when they differ from a fresh
-generation. Two edits follow protoc:
+The stubs are committed; ``tests/grpc/test_proto.py`` fails when they differ from a fresh
+generation. They come from grpcio-tools 1.72.1 (pinned in the dev extra), whose protoc writes
+gencode 6.30.0: protobuf runtimes accept gencode no newer than themselves, so these load on
+every runtime from 6.30.0 (the oldest current ``tritonclient`` accepts) through 7.x, the range
+pyproject declares (``tests/grpc/test_protobuf_versions.py`` installs both ends). Stubs from a
+newer grpcio-tools would refuse the protobuf 6 that ``pip install tritonclient`` brings.
+Two edits follow protoc:
 
 - the service module imports the message module package-relatively;
 - the messages are built into a private descriptor pool. Triton's client (``tritonclient``)

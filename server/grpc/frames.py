@@ -30,6 +30,7 @@ END_HEADERS, PADDED, PRIORITY_FLAG = 0x4, 0x8, 0x20
 # Error codes.
 NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
 STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = 0x5, 0x6, 0x7, 0x8, 0x9
+ENHANCE_YOUR_CALM = 0xB
 # Settings.
 HEADER_TABLE_SIZE, ENABLE_PUSH, MAX_CONCURRENT_STREAMS = 0x1, 0x2, 0x3
 INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = 0x4, 0x5, 0x6
@@ -41,7 +42,8 @@ MAX_FRAME_LIMIT = 2**24 - 1
 
 # gRPC status codes (the wire numbers; grpc.StatusCode is not needed on this path).
 OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED = 0, 1, 2, 3, 4
-RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 8, 12, 13, 14
+PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 7, 8, 12, 13, 14
+UNAUTHENTICATED = 16
 
 _TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -175,8 +177,13 @@ class HeaderDecoder:
     ``:path`` and ``content-length`` so). Decoding such a block leaves the table as it was, so
     its headers depend only on the table: the cache is emptied whenever a block changes it.
     Measured under h2load at c=64, hpack's decode took 14% of the server's samples; a cached
-    block costs a dictionary lookup plus the walk in ``_keeps_table`` on a miss.
+    block costs a dictionary lookup plus the walk in ``_keeps_table`` on a miss. The cache is
+    bounded in entries and in bytes: only small blocks with small decoded lists are kept.
     """
+
+    MAX_ENTRIES = 64
+    MAX_BLOCK_BYTES = 1024
+    MAX_DECODED_BYTES = 8192
 
     def __init__(self, max_header_list_size: int) -> None:
         self._decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
@@ -190,7 +197,12 @@ class HeaderDecoder:
         if not keeps:
             self._cache.clear()
         headers = [(str(k), str(v)) for k, v in self._decoder.decode(block)]
-        if keeps and len(self._cache) < 64:
+        if (
+            keeps
+            and len(self._cache) < self.MAX_ENTRIES
+            and len(block) <= self.MAX_BLOCK_BYTES
+            and sum(len(k) + len(v) for k, v in headers) <= self.MAX_DECODED_BYTES
+        ):
             self._cache[block] = headers
         return headers
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
@@ -20,9 +21,10 @@ from google.protobuf.message import DecodeError, Message
 
 from . import frames as f
 from .call import Call, CallError
-from .connection import Connection, Limits
+from .connection import Authorize, Connection
 from .errors import status_of
 from .generated import inference_pb2 as pb
+from .limits import Limits
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ class Context:
 
     def time_remaining(self) -> float | None:
         return self.call.time_remaining()
+
+    @property
+    def actor(self) -> str:
+        return self.call.actor
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple((k, v) for k, v in self.call.metadata if not k.startswith(":"))
@@ -82,11 +88,13 @@ class Method:
                     f.UNIMPLEMENTED if call.inbox else f.INTERNAL,
                     f"{self.name} takes exactly one request message, got {len(call.inbox)}",
                 )
+                call.handler_done()
                 return
             try:
                 arg = self.request.FromString(call.inbox.popleft())
             except DecodeError as exc:
                 call.finish(f.INVALID_ARGUMENT, f"cannot parse the {self.name} request: {exc}")
+                call.handler_done()
                 return
         context = Context(call)
         if self.server_streaming:
@@ -113,6 +121,7 @@ class Method:
                 await call.drained()
 
     def _answer(self, call: Call, task: asyncio.Task[Any]) -> None:
+        call.handler_done()
         if task.cancelled():
             call.finish(f.CANCELLED, "the call was cancelled")
             return
@@ -144,10 +153,20 @@ def routes(servicer: Any) -> dict[str, Method]:
 class NativeEdge:
     """The listening socket, its connections, and a graceful stop."""
 
-    def __init__(self, servicer: Any, sock: socket.socket, limits: Limits, address: str) -> None:
+    def __init__(
+        self,
+        servicer: Any,
+        sock: socket.socket,
+        limits: Limits,
+        address: str,
+        authorize: Authorize | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._routes = routes(servicer)
         self._sock = sock
         self._limits = limits
+        self._authorize = authorize
+        self._tls = tls
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self._idle: asyncio.Event | None = None
@@ -157,15 +176,19 @@ class NativeEdge:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
-        self._server = await loop.create_server(self._connect, sock=self._sock, backlog=2048)
+        self._server = await loop.create_server(
+            self._connect, sock=self._sock, backlog=2048, ssl=self._tls
+        )
         log.debug("gRPC (Open Inference Protocol, native HTTP/2) listening on %s", self.address)
 
     def _connect(self) -> Connection:
-        connection = Connection(self._routes, self._limits, self._closed)
+        return Connection(self._routes, self._limits, self._closed, self._authorize, self._opened)
+
+    def _opened(self, connection: Connection) -> None:
+        # Counted once open: under TLS a failed handshake never opens, nor closes, its protocol.
         self._connections.add(connection)
         if self._idle is not None:
             self._idle.clear()
-        return connection
 
     def _closed(self, connection: Connection) -> None:
         self._connections.discard(connection)

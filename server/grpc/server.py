@@ -9,11 +9,14 @@ import grpc
 
 from server.engine.engine import Engine
 from server.errors import ConfigError
+from server.security.access import Guard
+from server.security.tls import read_pem, server_context
 from server.settings import ServerSettings
 from server.sockets import bind
 
-from .connection import Limits
+from .auth import AuthInterceptor, native_authorize
 from .generated import inference_pb2_grpc as pb_grpc
+from .limits import Limits
 from .native import NativeEdge
 from .servicer import InferenceServicer
 
@@ -58,13 +61,17 @@ def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
     ]
 
 
-def build_grpc_server(engine: Engine, settings: ServerSettings) -> GrpcEdge:
+def build_grpc_server(
+    engine: Engine, settings: ServerSettings, guard: Guard | None = None
+) -> GrpcEdge:
     """The gRPC edge for ``engine`` bound to ``settings.host:grpc_port``, not yet started.
 
     Call it on the serving event loop (both transports serve on the running loop). A message
-    over ``grpc_max_message_bytes`` is refused with RESOURCE_EXHAUSTED.
+    over ``grpc_max_message_bytes`` is refused with RESOURCE_EXHAUSTED. ``guard`` checks each
+    call's token and scope on its metadata (None: no check); TLS when ``settings`` has a
+    certificate.
     """
-    servicer = InferenceServicer(engine)
+    servicer = InferenceServicer(engine, guard)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     if settings.grpc_transport == "native":
         try:
@@ -72,15 +79,36 @@ def build_grpc_server(engine: Engine, settings: ServerSettings) -> GrpcEdge:
         except OSError as exc:
             raise ConfigError(f"cannot bind gRPC to {host}:{settings.grpc_port}: {exc}") from exc
         port = sock.getsockname()[1]
-        limits = Limits(max_message_bytes=settings.grpc_max_message_bytes)
-        return NativeEdge(servicer, sock, limits, f"{host}:{port}")
-    server = grpc.aio.server(options=server_options(settings))
+        limits = Limits(
+            max_message_bytes=settings.grpc_max_message_bytes,
+            max_concurrent_streams=settings.grpc_max_concurrent_streams,
+            max_buffered_input=settings.grpc_max_buffered_input_bytes,
+            idle_timeout_s=settings.grpc_idle_timeout_s,
+        )
+        tls = None
+        if settings.tls_cert:
+            tls = server_context(
+                settings.tls_cert, settings.tls_key, settings.tls_client_ca, alpn=("h2",)
+            )
+        authorize = None if guard is None else native_authorize(guard)
+        return NativeEdge(servicer, sock, limits, f"{host}:{port}", authorize, tls)
+    interceptors = [] if guard is None else [AuthInterceptor(guard)]
+    server = grpc.aio.server(options=server_options(settings), interceptors=interceptors)
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     address = f"{host}:{settings.grpc_port}"
     try:
-        port = server.add_insecure_port(address)
+        if settings.tls_cert:
+            port = server.add_secure_port(address, _credentials(settings))
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError as exc:
         raise ConfigError(f"cannot bind gRPC to {address}: {exc}") from exc
     if port == 0:
         raise ConfigError(f"cannot bind gRPC to {address}")
     return AioEdge(server, port, f"{host}:{port}")
+
+
+def _credentials(settings: ServerSettings) -> grpc.ServerCredentials:
+    ca = read_pem(settings.tls_client_ca) if settings.tls_client_ca else None
+    pair = (read_pem(settings.tls_key), read_pem(settings.tls_cert))
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=bool(ca))

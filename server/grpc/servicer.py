@@ -17,6 +17,7 @@ from google.protobuf import json_format
 
 from server.engine.engine import Engine
 from server.errors import InvalidInput
+from server.security.access import Guard
 
 from .codec import decode_request, encode_response, stream_answer
 from .errors import status_of
@@ -56,8 +57,20 @@ def _reject_parameters(params: Mapping[str, object], allowed: tuple[str, ...] = 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """One instance per server, sharing the engine with the HTTP edge."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, guard: Guard | None = None) -> None:
         self._engine = engine
+        self._guard = guard
+
+    def _actor(self, context: Any) -> str:
+        """The caller's token name: the native edge's call carries it; under grpc.aio it is
+        found again from the metadata (the interceptor has already checked it)."""
+        actor = getattr(context, "actor", None)
+        if isinstance(actor, str):
+            return actor
+        if self._guard is None:
+            return ""
+        metadata = dict(context.invocation_metadata() or ())
+        return self._guard.identify(metadata.get("authorization"))
 
     async def ServerLive(
         self, request: pb.ServerLiveRequest, context: Any
@@ -95,8 +108,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Any
     ) -> pb.ModelInferResponse:
-        response = await self._engine.infer(decode_request(request, context.time_remaining()))
-        return encode_response(response)
+        decoded = decode_request(request, context.time_remaining())
+        decoded.actor = self._actor(context)
+        return encode_response(await self._engine.infer(decoded))
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Any
@@ -136,7 +150,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         answers: asyncio.Queue[pb.ModelStreamInferResponse | None],
     ) -> None:
         try:
-            response = await self._engine.infer(decode_request(request, context.time_remaining()))
+            decoded = decode_request(request, context.time_remaining())
+            decoded.actor = self._actor(context)
+            response = await self._engine.infer(decoded)
         except Exception as exc:
             answers.put_nowait(stream_answer(request, None, status_of(exc)[1]))
         else:
@@ -176,7 +192,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.RepositoryModelLoadRequest, context: Any
     ) -> pb.RepositoryModelLoadResponse:
         _reject_parameters(request.parameters)
-        await self._engine.load(request.model_name)
+        await self._engine.load(request.model_name, actor=self._actor(context))
         return pb.RepositoryModelLoadResponse()
 
     @answered
@@ -185,5 +201,5 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.RepositoryModelUnloadResponse:
         # Sluice has no ensembles, so there are never dependents to unload.
         _reject_parameters(request.parameters, allowed=("unload_dependents",))
-        await self._engine.unload(request.model_name)
+        await self._engine.unload(request.model_name, actor=self._actor(context))
         return pb.RepositoryModelUnloadResponse()

@@ -14,7 +14,9 @@ from starlette.routing import Route
 
 from server.engine.engine import Engine
 from server.errors import InvalidInput, ModelNotFound, SluiceError
+from server.security.access import Guard
 
+from .auth import ACTOR, admitted
 from .errors import INTERNAL, error_body
 from .infer import InferHandler, Receive, Scope, Send, parse_infer_path
 
@@ -36,9 +38,12 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return Response(INTERNAL, 500, media_type="application/json")
 
 
-def build_app(engine: Engine, max_request_bytes: int = 64 * 1024 * 1024) -> SluiceApp:
+def build_app(
+    engine: Engine, max_request_bytes: int = 64 * 1024 * 1024, guard: Guard | None = None
+) -> SluiceApp:
     """The ASGI application for ``engine``. Handlers raise ``SluiceError``; one exception
-    handler turns it into ``{"error": ...}`` with its status."""
+    handler turns it into ``{"error": ...}`` with its status. ``guard`` checks every
+    request's token and scope on its headers (None: no check)."""
 
     def model_args(request: Request) -> tuple[str, str]:
         params = request.path_params
@@ -85,12 +90,12 @@ def build_app(engine: Engine, max_request_bytes: int = 64 * 1024 * 1024) -> Slui
 
     async def repository_load(request: Request) -> Response:
         await _json_body(request)
-        await engine.load(request.path_params["model"])
+        await engine.load(request.path_params["model"], actor=request.scope.get(ACTOR, ""))
         return JSONResponse({})
 
     async def repository_unload(request: Request) -> Response:
         await _json_body(request)
-        await engine.unload(request.path_params["model"])
+        await engine.unload(request.path_params["model"], actor=request.scope.get(ACTOR, ""))
         return JSONResponse({})
 
     async def metrics(request: Request) -> Response:
@@ -118,7 +123,7 @@ def build_app(engine: Engine, max_request_bytes: int = 64 * 1024 * 1024) -> Slui
     ]
     handlers = {SluiceError: _sluice_error, Exception: _unexpected}
     router = Starlette(routes=routes, exception_handlers=handlers)
-    return SluiceApp(router, InferHandler(engine, max_request_bytes))
+    return SluiceApp(router, InferHandler(engine, max_request_bytes), guard)
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -137,11 +142,15 @@ async def _json_body(request: Request) -> dict[str, Any]:
 class SluiceApp:
     """Routes POST …/infer straight to the inference handler, everything else to Starlette."""
 
-    def __init__(self, router: Starlette, infer: InferHandler) -> None:
+    def __init__(self, router: Starlette, infer: InferHandler, guard: Guard | None = None) -> None:
         self.router = router
         self.infer = infer
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = self.guard
+        if guard is not None and scope["type"] == "http" and not await admitted(guard, scope, send):
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             target = parse_infer_path(scope["path"])
             if target is not None:

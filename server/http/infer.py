@@ -12,6 +12,7 @@ from server.engine.engine import Engine
 from server.engine.requests import InferRequest, InferResponse
 from server.errors import InvalidInput, PayloadTooLarge
 
+from .auth import ACTOR
 from .errors import error_body
 
 Scope = MutableMapping[str, Any]
@@ -65,6 +66,7 @@ class InferHandler:
                 raise PayloadTooLarge(self._too_large(declared))
             body = await self._read_body(receive)
             request, wants_binary = decode_request(model, version, body, header_length)
+            request.actor = scope.get(ACTOR, "")
             response = await self._infer_unless_disconnected(request, receive)
             payload, json_length = encode_response(response, wants_binary)
         except _ClientGone:

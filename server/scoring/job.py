@@ -18,7 +18,7 @@ from server.scoring.inputs import InputFile, discover
 from server.scoring.local_engine import LocalEngine, Pending
 from server.scoring.manifest import JobIdentity, Manifest
 from server.scoring.mapping import build_mapping
-from server.scoring.model_ref import resolve_model
+from server.scoring.model_ref import ModelRef, resolve_model
 from server.scoring.options import ScoreOptions
 from server.scoring.policy import ErrorPolicy
 from server.scoring.progress import Progress, Summary, Tally
@@ -37,7 +37,7 @@ class Engine(Protocol):
 def score(options: ScoreOptions, stream: TextIO | None = None) -> Summary:
     """Run the job ``options`` describe and return its summary; ``stream`` gets the bar."""
     started = time.monotonic()
-    model = resolve_model(options.model, options.repository)
+    model = resolve_model(options.model, options.repository, options.registry)
     files = discover(options.inputs)
     _check_output_location(options.output, options.inputs)
     runtime = scoring_runtime(model.runtime, options, os.cpu_count() or 1)
@@ -78,7 +78,7 @@ def score(options: ScoreOptions, stream: TextIO | None = None) -> Summary:
         progress.close()
     finally:
         manifest.close()
-    return _summary(options, files, tally, time.monotonic() - started)
+    return _summary(options, model, files, tally, time.monotonic() - started)
 
 
 def output_names(files: list[InputFile]) -> dict[Path, str]:
@@ -107,10 +107,13 @@ def _check_output_location(output: Path, inputs: tuple[Path, ...]) -> None:
 
 
 def _summary(
-    options: ScoreOptions, files: list[InputFile], tally: Tally, seconds: float
+    options: ScoreOptions, model: ModelRef, files: list[InputFile], tally: Tally, seconds: float
 ) -> Summary:
     return Summary(
         output=str(options.output),
+        model=model.name,
+        model_version=model.version,
+        model_sha256=model.sha256,
         engine=options.engine,
         files=len(files),
         files_scored=tally.files,

@@ -26,6 +26,7 @@ class ScoreOptions:
     inputs: tuple[Path, ...]
     output: Path
     repository: Path | None = None
+    registry: str | None = None
     features: tuple[str, ...] | None = None
     keep: tuple[str, ...] = ()
     batch_size: int = DEFAULT_BATCH_SIZE

@@ -19,6 +19,9 @@ class Summary(TypedDict):
     """The JSON object ``sluice score`` prints when it finishes."""
 
     output: str
+    model: str
+    model_version: str
+    model_sha256: str
     engine: str
     files: int
     files_scored: int

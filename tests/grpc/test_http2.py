@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
-from server.grpc.connection import Limits
 from server.grpc.generated import inference_pb2 as pb
+from server.grpc.limits import Limits
 from server.grpc.native import NativeEdge
 from server.grpc.servicer import InferenceServicer
 from server.sockets import bind

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import concurrent.futures
 
+import ml_dtypes
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
 
 from tests.models import ONNX_TYPES
 
-# What tritonclient sends for each datatype (BF16: float32 values it truncates to bfloat16).
+# What tritonclient sends for each datatype (BF16: ml_dtypes.bfloat16, as tritonclient 2.73
+# requires; it used to take float32 and truncate).
 NUMPY = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
@@ -22,7 +24,7 @@ NUMPY = {
     "INT32": np.int32,
     "INT64": np.int64,
     "FP16": np.float16,
-    "BF16": np.float32,
+    "BF16": ml_dtypes.bfloat16,
     "FP32": np.float32,
     "FP64": np.float64,
     "BYTES": np.object_,

@@ -64,3 +64,25 @@ def test_progress_bar_is_drawn_on_a_terminal_only() -> None:
         progress.close()
     assert terminal.getvalue().startswith("\rscored 10/10 rows (100.0%)")
     assert terminal.getvalue().endswith("\n") and pipe.getvalue() == ""
+
+
+def test_registry_name_alias_and_version_resolve(
+    model_path: Path, inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.registry import open_registry
+
+    repo = tmp_path / "repo"
+    with open_registry(repo) as reg:
+        reg.register("mlp", model_path)
+        reg.register("mlp", model_path)
+        reg.alias("mlp", "production", 1)
+    argv = ["--repository", str(repo), "--input", str(inputs), "--keep", "id"]
+    for spec, version in (("mlp", "1"), ("mlp@production", "1"), ("mlp:2", "2")):
+        out = tmp_path / spec.replace("@", "_").replace(":", "_")
+        assert main(["--model", spec, *argv, "--output", str(out)]) == 0
+        assert json.loads(capsys.readouterr().out)["model_version"] == version
+    assert main(["--model", "mlp@staging", *argv, "--output", str(tmp_path / "s")]) == 1
+    assert "no alias 'staging'" in capsys.readouterr().err
+    (repo / "mlp" / "2" / "model.onnx").write_bytes(b"tampered")
+    assert main(["--model", "mlp:2", *argv, "--output", str(tmp_path / "t")]) == 1
+    assert "refusing to score" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""Lifecycle events: CloudEvents built from the registry's outbox, delivered to signed webhooks."""

@@ -1,0 +1,78 @@
+"""The registry as the engine's ``Catalog``: serve the deployed versions, default to the
+``production`` alias (else the highest deployed), record loads and failures in the audit trail.
+
+One registry connection shared by the executor threads that call in, behind a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from server.engine.repository import CONFIG_FILE, ModelPlan, ModelSource
+from server.errors import ConfigError
+from server.settings import ModelConfig
+
+from . import open_registry
+from .artifacts import MODEL_FILE
+from .records import VersionInfo
+
+
+class RegistryCatalog:
+    def __init__(
+        self,
+        repository: Path,
+        database: str | None,
+        environ: Mapping[str, str],
+        default_config: ModelConfig | None = None,
+    ) -> None:
+        self.repository = repository
+        self.registry = open_registry(repository, database, environ)
+        if not self.registry.artifacts.local:
+            raise ConfigError("serving from a registry needs its artifacts on a local filesystem")
+        self.default_config = default_config or ModelConfig()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self.registry.close()
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return self.registry.names()
+
+    def versions(self, name: str) -> list[str]:
+        with self._lock:
+            return [str(i.version) for i in self.registry.search(name) if i.name == name]
+
+    def changes(self) -> int:
+        with self._lock:
+            return self.registry.changes()
+
+    def plans(self) -> dict[str, ModelPlan]:
+        with self._lock:
+            served = self.registry.served()
+        plans = {}
+        for model in served:
+            sources = {str(v.version): self._source(v) for v in model.versions}
+            plans[model.name] = ModelPlan(model.name, sources, str(model.default))
+        return plans
+
+    def report(self, action: str, name: str, version: str | None, reason: str, actor: str) -> None:
+        number = int(version) if version and version.isdigit() else None
+        with self._lock:
+            self.registry.record(action, name, number, actor=actor, reason=reason)
+
+    def _source(self, info: VersionInfo) -> ModelSource:
+        directory = Path(self.registry.artifacts.version_dir(info.name, info.version))
+        config = self.default_config
+        own = directory / CONFIG_FILE
+        shared = self.repository / info.name / CONFIG_FILE
+        if any(f.name == CONFIG_FILE for f in info.files):
+            config = ModelConfig.from_file(own)
+        elif shared.is_file():
+            config = ModelConfig.from_file(shared)
+        return ModelSource(
+            info.name, str(info.version), directory / MODEL_FILE, config, info.sha256
+        )
