@@ -156,6 +156,7 @@ class Engine:
         await self._apply(name, plan, force=True)
         if name in self._failed:
             raise ModelNotReady(f"model '{name}' failed to load: {self._failed[name]}")
+        log.info("model '%s' loaded%s", name, f" by '{actor}'" if actor else "")
         await self._report("load", name, None, "", actor)
 
     async def unload(self, name: str, actor: str = "") -> None:
@@ -170,6 +171,7 @@ class Engine:
                 await asyncio.gather(
                     *(v.stop(self.drain_timeout_s) for v in served.versions.values())
                 )
+        log.info("model '%s' unloaded%s", name, f" by '{actor}'" if actor else "")
         await self._report("unload", name, None, "", actor)
 
     async def _refresh(self) -> dict[str, ModelPlan]:

@@ -575,7 +575,11 @@ class Connection(asyncio.Protocol):
             # A lingering close: FIN after the output, and the client's input read and dropped
             # until it closes, since closing with unread input would reset the connection
             # and lose the GOAWAY before the client has read it.
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the peer is already gone (ENOTCONN): nothing to linger for
+                transport.abort()
+                return
             transport.resume_reading()
         else:
             transport.close()
