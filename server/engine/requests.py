@@ -23,6 +23,9 @@ class InferRequest:
     # Polled before the request runs: True once the client has gone away (HTTP disconnect).
     # Edges that can cancel the awaiting task instead (gRPC) leave it unset.
     client_gone: Callable[[], bool] | None = None
+    # During a sticky rollout: the value of the rollout's header, so one caller sees one
+    # version (the request id when empty).
+    routing_key: str = ""
 
 
 @dataclass(slots=True)

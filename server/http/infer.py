@@ -25,6 +25,13 @@ _HEADER_LENGTH = b"inference-header-content-length"
 _LINGER_BYTES = 64 * 1024 * 1024
 
 
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
 def parse_infer_path(path: str) -> tuple[str, str] | None:
     """``/v2/models/{m}[/versions/{v}]/infer`` → (model, version), else None."""
     parts = path.split("/")
@@ -65,6 +72,9 @@ class InferHandler:
                 raise PayloadTooLarge(self._too_large(declared))
             body = await self._read_body(receive)
             request, wants_binary = decode_request(model, version, body, header_length)
+            sticky = self.engine.sticky_header(model)
+            if sticky:
+                request.routing_key = _header(scope, sticky.encode())
             response = await self._infer_unless_disconnected(request, receive)
             payload, json_length = encode_response(response, wants_binary)
         except _ClientGone:
