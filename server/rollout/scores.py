@@ -87,7 +87,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-_THRESHOLD = re.compile(r"^\s*([a-z]+)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
+_THRESHOLD = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|>|<)\s*([-+0-9.eE]+)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
