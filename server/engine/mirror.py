@@ -2,7 +2,7 @@
 has gone, its outputs are compared with the served ones, and then discarded.
 
 Off the request path by construction: ``offer`` only appends to a bounded queue (full, or
-the target's own queue half full: the copy is dropped and counted), and a few worker tasks
+anything queued for the target: the copy is dropped and counted), and a few worker tasks
 submit the copies at the target's lowest priority. A copy never fails or delays the request
 it copies.
 """
@@ -63,7 +63,8 @@ class Mirror:
                 asyncio.get_running_loop().create_task(self._work()) for _ in range(self._workers)
             ]
         batcher = target.batcher
-        busy = batcher is None or batcher.queued * 2 >= target.config.batching.max_queue_size
+        # Real requests waiting for the target come first: a copy never queues ahead of them.
+        busy = batcher is None or batcher.queued > 0
         if busy or self._queue.full():
             self._count(target, "dropped")
             return
