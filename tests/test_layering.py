@@ -32,3 +32,9 @@ def test_engine_imports_no_store_or_http_client() -> None:
 def test_registry_imports_no_transport() -> None:
     loaded = _loaded_after("server.registry.registry")
     assert not {"starlette", "grpc", "uvicorn", "httpx"} & {m.split(".")[0] for m in loaded}
+
+
+def test_rollout_imports_no_transport_and_the_engine_no_rollout() -> None:
+    loaded = _loaded_after("server.rollout.controller")
+    assert not {"starlette", "grpc", "uvicorn", "httpx"} & {m.split(".")[0] for m in loaded}
+    assert not any(m.startswith("server.rollout") for m in _loaded_after("server.engine.engine"))
