@@ -361,7 +361,8 @@ class Engine:
             assert served is not None
             target = served.versions.get(router.mirror)
             if target is not None and target.state == "READY":
-                self.mirror.offer(target, request.inputs, arrays)
+                waiting = model.batcher.queued if model.batcher is not None else 0
+                self.mirror.offer(target, request.inputs, arrays, waiting)
 
     # -- metadata -------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 has gone, its outputs are compared with the served ones, and then discarded.
 
 Off the request path by construction: ``offer`` only appends to a bounded queue (full, or
-anything queued for the target: the copy is dropped and counted), and a few worker tasks
+real requests waiting for either version: the copy is dropped and counted, so under load
+mirroring is what goes first), and a few worker tasks
 submit the copies at the target's lowest priority. A copy never fails or delays the request
 it copies.
 """
@@ -55,8 +56,11 @@ class Mirror:
         self._tasks: list[asyncio.Task[None]] = []
         self._tallies: dict[str, Tally] = {}
 
-    def offer(self, target: ModelVersion, inputs: list[Tensor], served: Arrays) -> None:
-        """Queue a copy for ``target``; drop it when the mirror or the target is busy."""
+    def offer(
+        self, target: ModelVersion, inputs: list[Tensor], served: Arrays, waiting: int
+    ) -> None:
+        """Queue a copy for ``target``; drop it when real requests are waiting (``waiting``
+        for the version that served this one, or any for the target) or the mirror is full."""
         if self._queue is None:
             self._queue = asyncio.Queue(self._capacity)
             self._tasks = [
@@ -64,7 +68,7 @@ class Mirror:
             ]
         batcher = target.batcher
         # Real requests waiting for the target come first: a copy never queues ahead of them.
-        busy = batcher is None or batcher.queued > 0
+        busy = waiting > 0 or batcher is None or batcher.queued > 0
         if busy or self._queue.full():
             self._count(target, "dropped")
             return

@@ -97,8 +97,9 @@ class Controller:
             return 1.0
         for rollout in active:
             await self._judge(rollout)
+        # Failures act at once: a bad version is looked at four times a second.
         shortest = min(r.policy.interval_s for r in active)
-        return min(1.0, max(0.02, shortest / 10))
+        return min(0.25, max(0.02, shortest / 10))
 
     async def _judge(self, rollout: Rollout) -> None:
         name = rollout.name

@@ -9,12 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from prometheus_client import CollectorRegistry
 
-from benchmarks.models import mlp, save
+from benchmarks.models import lookup_mlp, save
 from server.engine.engine import Engine
 from server.engine.requests import InferRequest
 from server.errors import SluiceError
@@ -35,35 +33,6 @@ RNG = np.random.default_rng(3)
 def database() -> None:
     """The controller is backend-agnostic; the store tests run both backends."""
     return None
-
-
-def gather_failing(seed: int = 1) -> onnx.ModelProto:
-    """The seed's MLP plus a lookup indexed by the first feature: a row whose first feature
-    is 50 fails in ONNX Runtime (index out of bounds); ordinary rows answer as the MLP."""
-    model = mlp((16, 32, 4), seed=seed)
-    graph = model.graph
-    graph.output[0].name = "output"
-    for node in graph.node:
-        node.output[:] = ["mlp" if o == "output" else o for o in node.output]
-    inits = {
-        "starts": np.array([0], np.int64),
-        "ends": np.array([1], np.int64),
-        "axes": np.array([1], np.int64),
-        "table": np.zeros((8, 4), np.float32),
-        "shape": np.array([-1, 4], np.int64),
-    }
-    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in inits.items())
-    graph.node.extend(
-        [
-            helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["first"]),
-            helper.make_node("Cast", ["first"], ["index"], to=TensorProto.INT64),
-            helper.make_node("Gather", ["table", "index"], ["looked"], axis=0),
-            helper.make_node("Reshape", ["looked", "shape"], ["extra"]),
-            helper.make_node("Add", ["mlp", "extra"], ["output"]),
-        ]
-    )
-    onnx.checker.check_model(model)
-    return model
 
 
 @pytest.fixture
@@ -153,7 +122,7 @@ async def test_failing_requests_are_rolled_back(
     setup: Registry, served: tuple[Engine, Controller], tmp_path: Path
 ) -> None:
     engine, _ = served
-    setup.register("m", save(gather_failing(), tmp_path / "bad.onnx"))
+    setup.register("m", save(lookup_mlp((16, 32, 4), seed=1), tmp_path / "bad.onnx"))
     setup.deploy("m", 2)
     Rollouts(setup).start("m", 2, RolloutPolicy(canary=50, **FAST))
     await engine.sync()

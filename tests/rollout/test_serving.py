@@ -45,6 +45,7 @@ def split_is(live: LiveServer, weight: str) -> bool:
     return f'sluice_rollout_weight{{model="m",version="2"}} {weight}' in metrics
 
 
+@pytest.mark.slow
 def test_sticky_split_over_http_and_grpc(two: Registry, live: LiveServer) -> None:
     Rollouts(two).start("m", 2, RolloutPolicy(canary=50, sticky="X-User", interval_s=3600))
     wait_for(lambda: split_is(live, "50.0"))
