@@ -72,13 +72,6 @@ class Rollout:
     updated_at: str = ""
     actor: str = ""
 
-    @property
-    def updated_s(self) -> float:
-        """``updated_at`` as seconds since the epoch."""
-        from datetime import datetime
-
-        return datetime.strptime(self.updated_at, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "policy": asdict(self.policy)}
 

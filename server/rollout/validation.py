@@ -84,11 +84,6 @@ def validate(registry: Registry, request: Request, *, actor: str = "") -> dict[s
     return record
 
 
-def passed(record: dict[str, Any] | None, sha256: str) -> bool:
-    """Whether ``record`` is a passing validation of the artifact with this hash."""
-    return bool(record and record.get("passed") and record.get("sha256", sha256) == sha256)
-
-
 def _baseline(registry: Registry, request: Request) -> int | None:
     if not request.against:
         return None
