@@ -80,12 +80,16 @@ def mirror_rounds(
 
 
 def _mirrored(port: int) -> dict[str, float]:
-    """The mirror's counters (compared, dropped, failed) now."""
+    """The mirror's counters (compared, dropped, failed) and version 1's batches now."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request("GET", "/metrics")
-    counts = dict.fromkeys(("compared", "dropped", "failed"), 0.0)
+    counts = dict.fromkeys(("compared", "dropped", "failed", "batches", "rows"), 0.0)
     for line in conn.getresponse().read().decode().splitlines():
-        if line.startswith("sluice_mirror_requests_total{"):
+        if line.startswith('sluice_batch_size_count{model="m",version="1"}'):
+            counts["batches"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith('sluice_batch_size_sum{model="m",version="1"}'):
+            counts["rows"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("sluice_mirror_requests_total{"):
             result = line.split('result="')[1].split('"')[0]
             counts[result] += float(line.rsplit(" ", 1)[1])
     return counts
@@ -211,13 +215,14 @@ def main() -> None:
         f"server process; wrk, {args.connections} connections, 1-row binary requests, "
         f"{args.duration:g} s per run, modes interleaved over {args.rounds} rounds.",
         "",
-        "| round | mode | req/s | p99 ms | errors | mirrored | dropped |",
-        "|---|---|---|---|---|---|---|",
+        "| round | mode | req/s | p99 ms | errors | mirrored | dropped | rows/batch (v1) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in mirror:
         lines.append(
             f"| {row['round']} | {row['mode']} | {row['rps']:.0f} | {row['p99_ms']:.2f} | "
-            f"{row['errors']} | {row['compared']:.0f} | {row['dropped']:.0f} |"
+            f"{row['errors']} | {row['compared']:.0f} | {row['dropped']:.0f} | "
+            f"{row['rows'] / max(row['batches'], 1):.2f} |"
         )
     lines += [
         "",
