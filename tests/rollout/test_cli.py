@@ -67,3 +67,22 @@ def test_a_failing_validation_exits_1(
         capsys, "models", "validate", "m", "--version", "1", "--metric", "auc>=0.5", *where
     )
     assert code == 1 and "--label" in err
+
+
+def test_a_recorded_failure_exits_1(
+    capsys: pytest.CaptureFixture[str], repo: Path, versions: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((100, 16)).astype(np.float32)
+    data = tmp_path / "d.parquet"
+    pq.write_table(pa.table({**{f"f{i}": x[:, i] for i in range(16)}, "y": x[:, 0] > 0}), data)
+    where = ("--repository", str(repo), "--json")
+    run(capsys, "models", "register", "m", str(versions[0]), *where)
+    argv = ("models", "validate", "m", "--version", "1", "--data", str(data), "--label", "y")
+    code, record, _ = run(capsys, *argv, "--metric", "accuracy>=0.99", *where)
+    assert code == 1 and not record["passed"] and record["rows"] == 100
+    assert "accuracy" in record["problems"][0]

@@ -78,3 +78,13 @@ def test_the_server_rolls_a_disagreeing_version_back(two: Registry, live: LiveSe
     assert 'sluice_mirror_requests_total{model="m",result="compared",version="2"}' in metrics
     assert "sluice_mirror_disagreement_bucket" in metrics
     assert np.isfinite(float(metrics.split("sluice_mirror_disagreement_count")[1].split()[1]))
+
+
+@pytest.mark.slow
+def test_a_restarted_server_resumes_the_split(two: Registry, repo: Path) -> None:
+    Rollouts(two).start("m", 2, RolloutPolicy(canary=10, interval_s=3600))
+    Rollouts(two).step("m", 40)
+    for _ in range(2):
+        with LiveServer(repo, registry_poll_s=0.05) as server:
+            assert split_is(server, "40.0")
+            assert {http_version(server, f"u{i}") for i in range(60)} == {"1", "2"}
