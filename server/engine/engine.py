@@ -280,9 +280,9 @@ class Engine:
 
     # -- lookup ---------------------------------------------------------------------------
 
-    def get(self, name: str, version: str = "", key: str = "") -> ModelVersion:
-        """The version that serves a request: the one named, else the rollout's pick (sticky
-        by ``key``), else the default."""
+    def get(self, name: str, version: str = "", key: str | None = None) -> ModelVersion:
+        """The version named, else the default; for an inference request (``key`` given,
+        possibly empty) during a rollout, the rollout's pick (sticky by ``key``)."""
         served = self._served.get(name)
         if served is None:
             if name in self._failed:
@@ -301,7 +301,7 @@ class Engine:
                 )
         else:
             model = served.versions[served.default]
-            if served.router is not None:
+            if served.router is not None and key is not None:
                 picked = served.versions.get(served.router.pick(key))
                 if picked is not None and picked.state == "READY":
                     model = picked

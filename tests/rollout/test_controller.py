@@ -114,7 +114,7 @@ async def test_shifted_answers_are_rolled_back_by_the_mirror(
     assert "mirrored rows disagree" in setup.history("m")[-1].reason
     assert setup.get("m", alias="production").version == 1
     await engine.sync()
-    assert {engine.get("m").version for _ in range(100)} == {"1"}
+    assert {engine.get("m", key="").version for _ in range(100)} == {"1"}
 
 
 @pytest.mark.slow
@@ -172,7 +172,7 @@ async def test_the_weights_survive_a_restart(
         catalog = RegistryCatalog(repo, None, {})
         engine = Engine(catalog, Metrics(CollectorRegistry()))
         await engine.start()
-        share = sum(engine.get("m").version == "2" for _ in range(5000)) / 5000
+        share = sum(engine.get("m", key="").version == "2" for _ in range(5000)) / 5000
         assert abs(share - 0.40) < 0.04
         await engine.stop()
         catalog.close()

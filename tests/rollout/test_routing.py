@@ -45,7 +45,7 @@ def request(version: str = "", key: str = "", id_: str = "") -> InferRequest:
 async def test_split_follows_the_weights(two: Registry, engine: Engine) -> None:
     Rollouts(two).start("m", 2, RolloutPolicy(canary=30))
     await engine.sync()
-    seen = Counter(engine.get("m").version for _ in range(10_000))
+    seen = Counter(engine.get("m", key="").version for _ in range(10_000))
     assert abs(seen["2"] / 10_000 - 0.30) < 0.03
     answers = await asyncio.gather(*(engine.infer(request()) for _ in range(400)))
     served = Counter(a.version for a in answers)
@@ -75,13 +75,14 @@ async def test_weights_change_and_end_with_the_rollout(two: Registry, engine: En
     rollouts = Rollouts(two)
     rollouts.start("m", 2, RolloutPolicy(canary=0))
     await engine.sync()
-    assert {engine.get("m").version for _ in range(200)} == {"1"}
+    assert {engine.get("m", key="").version for _ in range(200)} == {"1"}
     rollouts.step("m", 100)
     await engine.sync()
-    assert {engine.get("m").version for _ in range(200)} == {"2"}
+    assert {engine.get("m", key="").version for _ in range(200)} == {"2"}
+    assert engine.get("m").version == "1"  # metadata and readiness: the default
     rollouts.rollback("m", reason="test")
     await engine.sync()
-    assert {engine.get("m").version for _ in range(200)} == {"1"}
+    assert {engine.get("m", key="").version for _ in range(200)} == {"1"}
     assert engine.get("m", "2").version == "2"  # still deployed for explicit callers
 
 
