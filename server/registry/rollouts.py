@@ -148,7 +148,8 @@ class Rollouts:
             if baseline == candidate:
                 raise Conflict(
                     f"model '{name}' version {candidate} already serves the requests "
-                    "without a version: nothing to roll out"
+                    "without a version: nothing to roll out (the rollout starts from the "
+                    "deployed version the production alias points at)"
                 )
             stamp = now()
             tx.execute(
