@@ -105,6 +105,7 @@ class Service:
         self.engine = build_engine(settings, self.catalog)
         self._watcher: asyncio.Task[None] | None = None
         self._deliverer: Deliverer | None = None
+        self._rollouts: asyncio.Task[None] | None = None
         self.http_port = 0
         self.grpc_port = 0
         self._http: _Server | None = None
@@ -121,6 +122,9 @@ class Service:
             self._watcher = asyncio.ensure_future(
                 watch_registry(self.engine, self.catalog, settings.registry_poll_s)
             )
+            from server.rollout.controller import Controller
+
+            self._rollouts = asyncio.ensure_future(Controller(self.engine, self.catalog).run())
         if settings.webhooks:
             self._deliverer = start_deliverer(settings)
         await self.engine.start()
@@ -164,10 +168,11 @@ class Service:
             self._stop_grpc()
             if self._grpc_stopping is not None:
                 await self._grpc_stopping
-            if self._watcher is not None:
-                self._watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._watcher
+            for task in (self._watcher, self._rollouts):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             drained = await self.engine.stop()
             if isinstance(self.catalog, RegistryCatalog):
                 self.catalog.close()

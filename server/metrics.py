@@ -16,6 +16,7 @@ from prometheus_client.metrics import MetricWrapperBase
 # 50 µs .. ~6.5 s, doubling: covers one-row CPU runs up to queued large batches.
 DURATION_BUCKETS_US = tuple(50.0 * 2**i for i in range(18))
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+DISAGREEMENT_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0, 10.0)
 _LABELS = ("model", "version")
 
 
@@ -92,6 +93,26 @@ class Metrics:
             "sluice_model_load_seconds",
             "Seconds the last load (including warm-up) took",
             _LABELS,
+            registry=registry,
+        )
+
+        self.rollout_weight = Gauge(
+            "sluice_rollout_weight",
+            "Percent of the requests without a version that each version gets (rollouts)",
+            _LABELS,
+            registry=registry,
+        )
+        self.mirror_requests = Counter(
+            "sluice_mirror_requests",
+            "Requests copied to a rollout's mirror version, by result (compared, dropped, failed)",
+            (*_LABELS, "result"),
+            registry=registry,
+        )
+        self.mirror_disagreement = Histogram(
+            "sluice_mirror_disagreement",
+            "Largest relative difference between a mirrored answer and the served one",
+            _LABELS,
+            buckets=DISAGREEMENT_BUCKETS,
             registry=registry,
         )
 

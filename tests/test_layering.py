@@ -61,3 +61,9 @@ def test_security_imports_no_transport() -> None:
     for module in ("server.security.access", "server.security.tls"):
         loaded = _loaded_after(module)
         assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
+
+
+def test_rollout_imports_no_transport_and_the_engine_no_rollout() -> None:
+    loaded = _loaded_after("server.rollout.controller")
+    assert not {"starlette", "grpc", "uvicorn", "httpx"} & {m.split(".")[0] for m in loaded}
+    assert not any(m.startswith("server.rollout") for m in _loaded_after("server.engine.engine"))
