@@ -26,6 +26,8 @@ from server.engine.repository import Repository
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
 from server.metrics import Metrics
+from server.monitoring.alerts import LoggingAlertSink
+from server.monitoring.monitor import Monitor
 from server.settings import ServerSettings
 from server.sockets import bind
 
@@ -55,6 +57,10 @@ class Service:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.engine = build_engine(settings)
+        # Capture and online drift; the coordinator swaps the sink for the registry's outbox.
+        sink = LoggingAlertSink()
+        self.monitor = Monitor(self.engine.metrics.monitoring, sink, settings.capture_hash_key)
+        self.engine.observer = self.monitor
         self.http_port = 0
         self.grpc_port = 0
         self._http: _Server | None = None
@@ -68,7 +74,7 @@ class Service:
         self._loop = asyncio.get_running_loop()
         await self.engine.start()
         config = uvicorn.Config(
-            build_app(self.engine, settings.max_request_bytes),
+            build_app(self.engine, settings.max_request_bytes, drift_report=self.monitor.report),
             lifespan="off",
             access_log=False,
             log_level=settings.log_level,
@@ -103,6 +109,8 @@ class Service:
             if self._grpc_stopping is not None:
                 await self._grpc_stopping
             drained = await self.engine.stop()
+            # After the drain, so every answered request is in the queue: commit it all.
+            await asyncio.get_running_loop().run_in_executor(None, self.monitor.close)
         log.info("stopped%s", "" if drained else " (drain timed out)")
         return 0 if drained else 1
 

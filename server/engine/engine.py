@@ -18,6 +18,7 @@ from server.metrics import Metrics
 from server.tensors import Tensor, TensorSpec
 
 from .models import ModelVersion
+from .observer import InferenceObserver, Observation, ObservedModel
 from .repository import Repository
 from .requests import InferRequest, InferResponse, ModelIndexEntry
 from .stats import ModelStatistics
@@ -58,15 +59,31 @@ def _tensor_metadata(spec: TensorSpec) -> TensorMetadata:
     return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
 
 
+def _observed(version: ModelVersion) -> ObservedModel:
+    return ObservedModel(
+        version.name,
+        version.version,
+        version.config,
+        version.inputs,
+        version.outputs,
+        version.batching,
+    )
+
+
 class Engine:
     """Owns every loaded model version; safe to use from one event loop."""
 
     def __init__(
-        self, repository: Repository, metrics: Metrics, drain_timeout_s: float = 30.0
+        self,
+        repository: Repository,
+        metrics: Metrics,
+        drain_timeout_s: float = 30.0,
+        observer: InferenceObserver | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = metrics
         self.drain_timeout_s = drain_timeout_s
+        self.observer = observer
         self._current: dict[str, ModelVersion] = {}
         self._failed: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -113,6 +130,8 @@ class Engine:
             metrics = self.metrics.model(source.name, source.version)
             try:
                 version = await loop.run_in_executor(None, ModelVersion, source, metrics)
+                if self.observer is not None:
+                    await loop.run_in_executor(None, self.observer.attach, _observed(version))
             except SluiceError as exc:
                 self._failed[name] = exc.message
                 raise
@@ -140,11 +159,16 @@ class Engine:
                 raise ModelNotFound(f"unknown model '{name}'")
             return
         await version.stop(self.drain_timeout_s)
+        if self.observer is not None:
+            self.observer.detach(version.name, version.version)
 
     def _retire(self, old: ModelVersion) -> None:
         task = asyncio.get_running_loop().create_task(old.stop(self.drain_timeout_s))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        if self.observer is not None:
+            observer = self.observer
+            task.add_done_callback(lambda _: observer.detach(old.name, old.version))
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -190,6 +214,8 @@ class Engine:
             elapsed = time.perf_counter_ns() - started
             model.stats.fail.add(elapsed)
             metrics.failure.labels(model.name, model.version, type(exc).__name__).inc()
+            if self.observer is not None:
+                self._observe(model, request, None, exc, elapsed)
             raise
         except asyncio.CancelledError:  # the client went away or the edge cancelled the call
             metrics.failure.labels(model.name, model.version, "Cancelled").inc()
@@ -201,12 +227,24 @@ class Engine:
         metrics.request_us.observe(elapsed / 1000)
         names = request.outputs or tuple(arrays)
         specs = model.outputs
-        return InferResponse(
-            model.name,
-            model.version,
-            request.id,
-            [Tensor(name, specs[name].datatype, arrays[name]) for name in names],
+        outputs = [Tensor(name, specs[name].datatype, arrays[name]) for name in names]
+        if self.observer is not None:
+            self._observe(model, request, outputs, None, elapsed)
+        return InferResponse(model.name, model.version, request.id, outputs)
+
+    def _observe(
+        self,
+        model: ModelVersion,
+        request: InferRequest,
+        outputs: list[Tensor] | None,
+        error: SluiceError | None,
+        elapsed_ns: int,
+    ) -> None:
+        assert self.observer is not None
+        observation = Observation(
+            model.name, model.version, request, outputs, error, elapsed_ns, time.time_ns()
         )
+        self.observer.observe(observation)
 
     # -- metadata -------------------------------------------------------------------------
 

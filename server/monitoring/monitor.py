@@ -1,0 +1,371 @@
+"""The server's monitor: an ``InferenceObserver`` feeding one worker thread per model version.
+
+On the event loop, ``observe`` only decides (a hash of the request id against the sampling
+rate) and enqueues; a full queue drops the row and counts it, never blocks the request. The
+worker thread writes capture files, feeds the online drift windows, evaluates on a timer and
+updates gauges and alert states; ``close`` drains the queues and commits every open file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from server.engine.observer import Observation, ObservedModel
+from server.errors import ConfigError, InvalidInput
+from server.metrics import MonitoringMetrics
+from server.monitoring.alerts import STATE_VALUES, AlertSink, FeatureAlert
+from server.monitoring.sampling import Sampled, sample_point
+from server.settings import DriftConfig
+
+if TYPE_CHECKING:  # imported when a model enables them: pyarrow and numba cost ~0.6 s at start
+    from server.monitoring.capture import CaptureWriter
+    from server.monitoring.online import Evaluation, OnlineDrift
+
+log = logging.getLogger(__name__)
+BATCH_ROWS = 1024
+_IDLE_WAKE_S = 1.0
+
+
+def build_online(model: ObservedModel, config: DriftConfig) -> tuple[OnlineDrift, str]:
+    """The online drift of ``model`` and its baseline's sha256; ``ConfigError`` naming the
+    model when the baseline is unreadable or its features match no input."""
+    from server.monitoring.baseline import load_baseline
+    from server.monitoring.features import feature_sources, row_width
+    from server.monitoring.online import OnlineDrift
+    from server.monitoring.profile import NumericProfile
+
+    where = f"model '{model.name}' [drift]"
+    try:
+        with open(config.baseline, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        baseline = load_baseline(config.baseline)
+    except OSError as exc:
+        raise ConfigError(f"{where} baseline '{config.baseline}': {exc.strerror}") from exc
+    except InvalidInput as exc:
+        raise ConfigError(f"{where} baseline: {exc.message}") from exc
+    numeric = {n: p for n, p in baseline.profiles.items() if isinstance(p, NumericProfile)}
+    skipped = dict(baseline.skipped)
+    for name in baseline.profiles:
+        if name not in numeric:
+            skipped[name] = "categorical features are not watched online"
+    if not numeric:
+        raise ConfigError(f"{where} baseline '{config.baseline}' has no numeric feature")
+    widths = {
+        name: row_width(spec.shape, model.batching)
+        for name, spec in model.inputs.items()
+        if spec.datatype != "BYTES"
+    }
+    sources = feature_sources(widths, list(numeric), where)
+    return OnlineDrift(sources, numeric, config, skipped), digest
+
+
+class ModelMonitor:
+    """Capture and online drift of one model version, on one worker thread."""
+
+    def __init__(
+        self,
+        model: ObservedModel,
+        capture: CaptureWriter | None,
+        online: OnlineDrift | None,
+        baseline_sha256: str,
+        metrics: MonitoringMetrics,
+        sink: AlertSink,
+    ) -> None:
+        self.model = model
+        self.capture = capture
+        self.online = online
+        self.baseline_sha256 = baseline_sha256
+        self.metrics = metrics
+        self.sink = sink
+        config = model.config
+        self.capture_rate = config.capture.sample_rate if capture is not None else 0.0
+        self.capture_errors = capture is not None and config.capture.capture_errors
+        self.drift_rate = config.drift.sample_rate if online is not None else 0.0
+        self.rate = max(self.capture_rate, self.drift_rate)
+        self.queue: queue.Queue[Sampled | None] = queue.Queue(config.capture.queue_rows)
+        self.capture_metrics = metrics.capture(model.name, model.version)
+        self.capture_metrics.queue_rows.set_function(self.queue.qsize)
+        drift = config.drift
+        self.alerts = {
+            s.feature: FeatureAlert(drift.alert_after, drift.alert_window, drift.resolve_after)
+            for s in (online.sources if online is not None else ())
+        }
+        self.latest: Evaluation | None = None
+        self.latest_json: dict[str, Any] | None = None
+        self._next_evaluation = time.monotonic() + drift.evaluate_every_s
+        self._lock = threading.Lock()  # one evaluation at a time (timer or evaluate_now)
+        self._thread = threading.Thread(
+            target=self._run, name=f"sluice-monitor-{model.name}:{model.version}", daemon=True
+        )
+
+    @property
+    def subject(self) -> str:
+        return f"models/{self.model.name}:{self.model.version}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def offer(self, observation: Observation) -> None:
+        """On the loop: sample by request id and enqueue, or count the drop."""
+        if observation.error is not None and not self.capture_errors:
+            return
+        request_id = observation.request.id or uuid.uuid4().hex
+        point = sample_point(request_id)
+        if point >= self.rate:
+            return
+        try:
+            self.queue.put_nowait(Sampled(observation, request_id, point))
+        except queue.Full:
+            self.capture_metrics.dropped.labels(
+                self.model.name, self.model.version, "queue_full"
+            ).inc()
+
+    def close(self) -> None:
+        """Drain the queue, commit the open file and stop the thread (blocks)."""
+        if self._thread.is_alive():
+            self.queue.put(None)
+            self._thread.join()
+        elif self.capture is not None:
+            self.capture.close()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[Sampled] = []
+            try:
+                first = self.queue.get(timeout=self._wait_s())
+                while True:
+                    if first is None:
+                        stopping = True
+                        break
+                    batch.append(first)
+                    if len(batch) >= BATCH_ROWS:
+                        break
+                    first = self.queue.get_nowait()
+            except queue.Empty:
+                pass
+            try:
+                self._process(batch)
+                self._tick(stopping)
+            except Exception:  # a bug here must not silently stop monitoring: log, go on
+                log.exception("monitor of model '%s' failed a batch", self.model.name)
+        if self.capture is not None:
+            self.capture.close()
+
+    def _wait_s(self) -> float:
+        if self.online is None:
+            return _IDLE_WAKE_S
+        return min(_IDLE_WAKE_S, max(0.0, self._next_evaluation - time.monotonic()))
+
+    def _process(self, batch: Sequence[Sampled]) -> None:
+        if self.capture is not None:
+            kept = [
+                s
+                for s in batch
+                if s.point < self.capture_rate
+                and (s.observation.error is None or self.capture_errors)
+            ]
+            if kept:
+                self.capture.add(kept)
+        if self.online is not None:
+            fed = [s for s in batch if s.point < self.drift_rate and s.observation.error is None]
+            tensors: dict[str, list[np.ndarray]] = {}
+            for sampled in fed:
+                for tensor in sampled.observation.request.inputs:
+                    tensors.setdefault(tensor.name, []).append(tensor.data)
+            if fed:
+                self.online.add(tensors, fed[-1].observation.time_ns / 1e9)
+
+    def _tick(self, stopping: bool) -> None:
+        if self.capture is not None and not stopping:
+            self.capture.tick()
+        if self.online is not None and time.monotonic() >= self._next_evaluation:
+            self._next_evaluation = time.monotonic() + self.online.config.evaluate_every_s
+            self.evaluate_now()
+
+    def evaluate_now(self, now: float | None = None) -> Evaluation | None:
+        """Evaluate the window ending at ``now`` (default: the wall clock); update gauges and
+        alert states and emit their changes. Safe from any thread."""
+        online = self.online
+        if online is None:
+            return None
+        now = time.time() if now is None else now
+        with self._lock:
+            evaluation = online.evaluate(now)
+            self._publish(evaluation, now)
+        return evaluation
+
+    def _publish(self, evaluation: Evaluation, now: float) -> None:
+        from server.monitoring.report import report_json
+
+        assert self.online is not None
+        name, version = self.model.name, self.model.version
+        metrics = self.metrics
+        for feature, result in evaluation.report.features.items():
+            for statistic, value in result.statistics.items():
+                metrics.drift.labels(name, version, feature, statistic).set(value)
+        metrics.window_rows.labels(name, version).set(evaluation.window_rows)
+        start, end = self._window_bounds(now)
+        for feature, verdict in evaluation.verdicts.items():
+            alert = self.alerts[feature]
+            change = alert.update(verdict.breach)
+            metrics.state.labels(name, version, feature).set(STATE_VALUES[alert.state])
+            if change is None:
+                continue
+            result = evaluation.report.features[feature]
+            data: dict[str, Any] = {
+                "model": name,
+                "version": version,
+                "baseline": self.model.config.drift.baseline,
+                "baseline_sha256": self.baseline_sha256,
+                "window_start": start.isoformat(),
+                "window_end": end.isoformat(),
+                "n_ref": result.reference_rows,
+                "n_cur": result.current_rows,
+                "feature": feature,
+                "statistic": verdict.statistic,
+                "value": _finite(verdict.value),
+                "threshold": verdict.threshold,
+                "state": alert.state,
+                "capture_partitions": self._partitions(start, end),
+            }
+            self.sink.emit(change, self.subject, data)
+        body = dict(report_json(evaluation.report))
+        body.update(
+            model=name,
+            version=version,
+            window_start=start.isoformat(),
+            window_end=end.isoformat(),
+            window_rows=evaluation.window_rows,
+            states={f: a.state for f, a in self.alerts.items()},
+        )
+        self.latest = evaluation
+        self.latest_json = body
+
+    def _window_bounds(self, now: float) -> tuple[dt.datetime, dt.datetime]:
+        assert self.online is not None
+        seconds = self.online.slice_seconds
+        slices = math.ceil(self.online.config.window_seconds / seconds)
+        first = (self.online.slice_number(now) - slices + 1) * seconds
+        return (
+            dt.datetime.fromtimestamp(first, tz=dt.UTC),
+            dt.datetime.fromtimestamp(now, tz=dt.UTC),
+        )
+
+    def _partitions(self, start: dt.datetime, end: dt.datetime) -> list[str]:
+        """The capture partitions (one per hour) that hold the window's rows."""
+        if self.capture is None:
+            return []
+        hour = start.replace(minute=0, second=0, microsecond=0)
+        found = []
+        while hour <= end:
+            found.append(f"{self.capture.directory}/date={hour:%Y-%m-%d}/hour={hour:%H}")
+            hour += dt.timedelta(hours=1)
+        return found
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class Monitor:
+    """The ``InferenceObserver`` the launcher gives the engine; one ``ModelMonitor`` per
+    attached model version with capture or drift enabled."""
+
+    def __init__(self, metrics: MonitoringMetrics, sink: AlertSink, hash_key: str = "") -> None:
+        self.metrics = metrics
+        self.sink = sink
+        self.hash_key = hash_key
+        self._models: dict[tuple[str, str], ModelMonitor] = {}
+        self._attached: dict[tuple[str, str], int] = {}
+        self._closing: list[threading.Thread] = []
+        self._mutex = threading.Lock()
+
+    def attach(self, model: ObservedModel) -> None:
+        config = model.config
+        capture: CaptureWriter | None = None
+        online: OnlineDrift | None = None
+        digest = ""
+        if config.capture.enabled:
+            from server.monitoring.capture import CaptureWriter
+
+            metrics = self.metrics.capture(model.name, model.version)
+            try:
+                capture = CaptureWriter(model, config.capture, metrics, self.hash_key)
+            except ConfigError as exc:
+                if config.capture.required:
+                    raise
+                log.warning("%s; serving without capture (required = false)", exc.message)
+        if config.drift.enabled:
+            try:
+                online, digest = build_online(model, config.drift)
+            except ConfigError as exc:
+                if config.drift.required:
+                    raise
+                log.warning("%s; serving without online drift (required = false)", exc.message)
+        key = (model.name, model.version)
+        with self._mutex:
+            self._attached[key] = self._attached.get(key, 0) + 1
+            old = self._models.pop(key, None)
+            if capture is not None or online is not None:
+                monitor = ModelMonitor(model, capture, online, digest, self.metrics, self.sink)
+                monitor.start()
+                self._models[key] = monitor
+        if old is not None:
+            self._close_later(old)
+
+    def detach(self, name: str, version: str) -> None:
+        key = (name, version)
+        with self._mutex:
+            count = self._attached.get(key, 0) - 1
+            if count > 0:
+                self._attached[key] = count
+                return
+            self._attached.pop(key, None)
+            old = self._models.pop(key, None)
+        if old is not None:
+            self._close_later(old)
+
+    def observe(self, observation: Observation) -> None:
+        monitor = self._models.get((observation.model, observation.version))
+        if monitor is not None:
+            monitor.offer(observation)
+
+    def get(self, name: str, version: str = "") -> ModelMonitor | None:
+        """The monitor of ``name`` (its given version, or any attached one)."""
+        for (model, found), monitor in list(self._models.items()):
+            if model == name and (not version or version == found):
+                return monitor
+        return None
+
+    def report(self, name: str, version: str = "") -> dict[str, Any] | None:
+        """The latest drift evaluation of a model, as JSON (None before the first)."""
+        monitor = self.get(name, version)
+        return None if monitor is None else monitor.latest_json
+
+    def close(self) -> None:
+        """Flush and stop every model's worker (blocks; call off the loop)."""
+        with self._mutex:
+            monitors = list(self._models.values())
+            self._models.clear()
+            self._attached.clear()
+        for monitor in monitors:
+            monitor.close()
+        for thread in self._closing:
+            thread.join()
+
+    def _close_later(self, monitor: ModelMonitor) -> None:
+        thread = threading.Thread(target=monitor.close, name="sluice-monitor-close", daemon=True)
+        thread.start()
+        self._closing.append(thread)
