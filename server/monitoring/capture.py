@@ -44,6 +44,7 @@ METADATA_KEY = b"sluice.capture"
 ROLE_KEY = b"sluice.role"
 DATATYPE_KEY = b"sluice.datatype"
 SHAPE_KEY = b"sluice.shape"
+BATCHING_KEY = b"sluice.batching"
 RESERVED = (
     "request_id",
     "time",
@@ -151,7 +152,10 @@ def capture_schema(tensors: Sequence[CapturedTensor]) -> pa.Schema:
         pa.field("latency_us", pa.int64()),
         *(t.field for t in tensors),
     ]
-    return pa.schema(fields, metadata={METADATA_KEY: b"1"})
+    batching = any(t.batching for t in tensors)
+    return pa.schema(
+        fields, metadata={METADATA_KEY: b"1", BATCHING_KEY: b"1" if batching else b"0"}
+    )
 
 
 def _keyed_hasher(key: bytes) -> Callable[[object], str]:
