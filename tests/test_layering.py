@@ -20,3 +20,13 @@ def test_engine_imports_no_transport() -> None:
 def test_codecs_import_no_transport() -> None:
     loaded = _loaded_after("server.codecs.json")
     assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
+
+
+def test_engine_knows_monitoring_only_through_its_observer_protocol() -> None:
+    loaded = _loaded_after("server.engine.engine")
+    assert not any(m.startswith("server.monitoring") for m in loaded)
+
+
+def test_monitoring_imports_no_transport() -> None:
+    loaded = _loaded_after("server.monitoring.monitor")
+    assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}

@@ -2,7 +2,7 @@
 
 The rule is ``sluice score``'s, run backwards: a feature named like an input of one value per
 row (``[batch]`` or ``[batch, 1]``) is that input; the features left over, in baseline order,
-are the ``k`` columns of the single remaining ``[batch, k]`` input. The online monitor and
+are the ``k`` columns of the one remaining input of ``k`` values per row. The online monitor and
 ``sluice drift BASELINE CAPTURE_DIR`` both use it, so they read the same values.
 """
 
@@ -43,9 +43,8 @@ def feature_sources(
     rest = [name for name in features if name not in sources]
     if rest:
         used = {s.tensor for s in sources.values()}
-        matrices = [t for t, w in widths.items() if t not in used and w is not None and w > 1]
-        fits = [t for t in matrices if widths[t] == len(rest)]
-        if len(matrices) != 1 or not fits:
+        fits = [t for t, w in widths.items() if t not in used and w == len(rest)]
+        if len(fits) != 1:
             shown = ", ".join(
                 f"{t} ({w if w is not None else '?'} per row)" for t, w in widths.items()
             )

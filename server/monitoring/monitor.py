@@ -160,8 +160,14 @@ class ModelMonitor:
                 self._tick(stopping)
             except Exception:  # a bug here must not silently stop monitoring: log, go on
                 log.exception("monitor of model '%s' failed a batch", self.model.name)
+            for _ in range(len(batch) + stopping):
+                self.queue.task_done()
         if self.capture is not None:
             self.capture.close()
+
+    def wait_idle(self) -> None:
+        """Block until every request enqueued so far has been written and windowed."""
+        self.queue.join()
 
     def _wait_s(self) -> float:
         if self.online is None:

@@ -43,11 +43,25 @@ def _point(rid: str) -> float:
     return int.from_bytes(hashlib.blake2b(rid.encode(), digest_size=8).digest()) / 2**64
 
 
+def _wait_for_workers(base: str, count: int) -> None:
+    """Until ``count`` distinct workers have answered (each connection picks one)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < count:
+        assert time.monotonic() < deadline
+        with urllib.request.urlopen(f"{base}/metrics") as answer:
+            text = answer.read().decode()
+        seen.update(
+            line.split()[1] for line in text.splitlines() if line.startswith("sluice_worker_pid ")
+        )
+
+
 @pytest.mark.slow
 def test_sigterm_commits_every_sampled_row_on_every_worker(tmp_path: Path) -> None:
     repo = _repo(tmp_path, "sample_rate = 0.5\nmax_file_seconds = 3600\n")
     ids = [f"r{i}" for i in range(300)]
     with sluice_serve(repo, "--workers", "2") as (proc, base):
+        _wait_for_workers(base, 2)
         _send(base, ids)
         assert _captured(tmp_path / "cap") == []  # still in open files
         proc.send_signal(signal.SIGTERM)

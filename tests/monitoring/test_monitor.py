@@ -174,15 +174,11 @@ def test_state_changes_become_events_with_the_feature_named(tmp_path: Path) -> N
             data[:, 1] += 1.0
         now = 1_000_000.0 + 10 * window
         monitor.observe(_observation(f"w{window}", data.astype(np.float32), int(now * 1e9)))
-        deadline = time.monotonic() + 10
-        while model.queue.qsize():  # wait for the worker to take it in
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        time.sleep(0.05)
+        model.wait_idle()
         model.evaluate_now(now + 5)
     monitor.close()
     assert [(t, d["feature"]) for t, _, d in sink.events] == [(DETECTED, "b"), (RESOLVED, "b")]
-    kind, subject, data = sink.events[0]
+    _, subject, data = sink.events[0]
     assert subject == "models/m:1"
     assert data["statistic"] == "ks_p_value_bh" and data["value"] < data["threshold"] == 0.05
     assert data["state"] == "firing" and data["n_cur"] == 400 and data["n_ref"] == 5000
