@@ -29,7 +29,7 @@ class ObservedModel:
     batching: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ cost 0.4 us more on the event loop
 class Observation:
     """One finished request: ``outputs`` when it succeeded, ``error`` when it failed."""
 

@@ -18,7 +18,7 @@ def sample_point(request_id: str) -> float:
     return int.from_bytes(digest, "big") / _SCALE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built on the event loop: a frozen __init__ costs more
 class Sampled:
     """A sampled request on its way to the monitor's worker, with the id it was sampled by
     and that id's sampling point."""
