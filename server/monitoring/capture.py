@@ -265,7 +265,8 @@ class CaptureWriter:
             check_writable(self._fs, self.directory)
         except (OSError, pa.ArrowException) as exc:
             raise ConfigError(f"{where} path '{config.path}' is not writable: {exc}") from exc
-        self._pending: list[Sampled] = []
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
         self._writer: pq.ParquetWriter | None = None
         self._stream: pa.NativeFile | None = None
         self._temporary = ""
@@ -278,21 +279,42 @@ class CaptureWriter:
         self.committed: list[str] = []
 
     def add(self, sampled: Sequence[Sampled]) -> None:
-        for item in sampled:
+        """Turn requests into Arrow rows now (a few Arrow arrays live on, not thousands of
+        Python objects for the garbage collector to walk); write a row group per
+        ``ROW_GROUP_ROWS``; a new hour commits the open file first."""
+        start = 0
+        for i, item in enumerate(sampled):
             hour = item.observation.time_ns // _HOUR_NS
-            if self._writer is not None and hour != self._hour_number:
-                self.commit()
-            if self._writer is None and not self._pending:
+            if hour != self._hour_number:
+                self._take(sampled[start:i])
+                if self._rows_in_file + self._pending_rows:
+                    self.commit()
                 self._hour_number = hour
                 self._hour = _hour_of(item.observation.time_ns)
-                self._opened = time.monotonic()
-            self._pending.append(item)
-            if len(self._pending) >= ROW_GROUP_ROWS:
-                self._write_pending()
+                start = i
+        self._take(sampled[start:])
+
+    def _take(self, sampled: Sequence[Sampled]) -> None:
+        if not sampled:
+            return
+        if self._rows_in_file + self._pending_rows == 0:
+            self._opened = time.monotonic()
+        try:
+            batch = self._batch(sampled)
+        except (pa.ArrowException, ValueError, TypeError) as exc:  # values Arrow refused
+            log.error("capture of model '%s': %d rows lost: %s", self.model.name, len(sampled), exc)
+            self.metrics.dropped.labels(self.model.name, self.model.version, "write_error").inc(
+                len(sampled)
+            )
+            return
+        self._pending.append(batch)
+        self._pending_rows += len(sampled)
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._write_pending()
 
     def tick(self) -> None:
         """Commit the open file when it is older than ``max_file_seconds``."""
-        if self._rows_in_file + len(self._pending) == 0:
+        if self._rows_in_file + self._pending_rows == 0:
             return
         if time.monotonic() - self._opened >= self.config.max_file_seconds:
             self.commit()
@@ -324,17 +346,18 @@ class CaptureWriter:
     close = commit
 
     def _write_pending(self) -> None:
-        pending, self._pending = self._pending, []
+        pending, rows = self._pending, self._pending_rows
+        self._pending, self._pending_rows = [], 0
         try:
-            batch = self._batch(pending)
+            table = pa.Table.from_batches(pending, self.schema)
             if self._writer is None:
                 self._open()
             assert self._writer is not None and self._stream is not None
-            self._writer.write_batch(batch)
+            self._writer.write_table(table, row_group_size=rows)
         except (OSError, pa.ArrowException) as exc:
-            self._fail(exc, self._rows_in_file + len(pending))
+            self._fail(exc, self._rows_in_file + rows)
             return
-        self._rows_in_file += len(pending)
+        self._rows_in_file += rows
         if self._stream.tell() >= self.config.max_file_mb * 1024 * 1024:
             self.commit()
 

@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # imported when a model enables them: pyarrow and numba cost 
     from server.monitoring.online import Evaluation, OnlineDrift
 
 log = logging.getLogger(__name__)
-BATCH_ROWS = 1024
+BATCH_ROWS = 16_384
+BATCH_DELAY_S = 0.05
 _IDLE_WAKE_S = 1.0
 
 
@@ -154,6 +155,10 @@ class ModelMonitor:
             batch: list[Sampled] = []
             try:
                 first = self.queue.get(timeout=self._wait_s())
+                if first is not None:
+                    # Let requests gather: one wake-up per BATCH_DELAY_S, not per request, so
+                    # the worker takes the GIL from the event loop a few times a second.
+                    time.sleep(BATCH_DELAY_S)
                 while True:
                     if first is None:
                         stopping = True
