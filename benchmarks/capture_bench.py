@@ -101,6 +101,12 @@ def prepare(work: Path) -> tuple[dict[str, Server], Path]:
     return servers, baseline
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -122,6 +128,7 @@ def measure_servers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         bodies[name] = work / f"capture-{name}.bin"
         bodies[name].write_bytes(payload.body)
     runs: dict[tuple[str, str], list[Run]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     rss: dict[str, list[float]] = {name: [] for name in servers}
     with _all_running(list(servers.values())) as procs:
         pids = dict(zip(servers, (p.pid for p in procs), strict=True))
@@ -135,8 +142,13 @@ def measure_servers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     server = servers[name]
                     url = f"http://{HOST}:{server.http_port}/v2/models/{MODEL}/infer"
                     wrk.run(url, payloads[load], bodies[load], connections, 1.0)  # warm-up
+                    before = cpu_s(pids[name])
                     run = wrk.run(url, payloads[load], bodies[load], connections, args.duration)
+                    used = cpu_s(pids[name]) - before
                     runs.setdefault((name, load), []).append(run)
+                    # CPU per request resists the shared machine's noise better than req/s:
+                    # a saturated server's throughput is the inverse of it.
+                    cpu.setdefault((name, load), []).append(used / (run.rps * args.duration) * 1e6)
                     rss[name].append(rss_mib(pids[name]))
                     log(
                         f"round {round_ + 1} {name} {load}: {run.rps:,.0f} req/s "
@@ -153,7 +165,8 @@ def measure_servers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for load, rows, connections in LOADS
         for name in servers
     ]
-    return {"points": points, "rss_mib": rss, "counters": counters}
+    cpu_us = {f"{name} {load}": statistics.median(v) for (name, load), v in cpu.items()}
+    return {"points": points, "rss_mib": rss, "counters": counters, "cpu_us": cpu_us}
 
 
 class _all_running:
@@ -168,6 +181,26 @@ class _all_running:
     def __exit__(self, *exc: object) -> None:
         for c in reversed(self.contexts):
             c.__exit__(None, None, None)
+
+
+def soak(minutes: float, work: Path) -> dict[str, Any]:
+    """RSS of the capture + drift server under 64-row load for ``minutes``, every 30 s."""
+    servers, _ = prepare(work)
+    server = servers["capture-1.0+drift"]
+    payload = binary_payload(64)
+    body = work / "capture-soak.bin"
+    body.write_bytes(payload.body)
+    url = f"http://{HOST}:{server.http_port}/v2/models/{MODEL}/infer"
+    samples: list[tuple[float, float, float]] = []
+    with running(server) as proc:
+        started = time.monotonic()
+        while time.monotonic() - started < minutes * 60:
+            run = wrk.run(url, payload, body, 4, 30.0)
+            elapsed = time.monotonic() - started
+            samples.append((elapsed, rss_mib(proc.pid), run.rps))
+            log(f"soak {elapsed:.0f} s: RSS {samples[-1][1]:.0f} MiB, {run.rps:,.0f} req/s")
+        counters = metric_lines(server.http_port, "sluice_capture_")
+    return {"minutes": minutes, "samples": samples, "counters": counters}
 
 
 def observe_cost(work: Path, calls: int = 50_000) -> dict[str, float]:
@@ -243,7 +276,7 @@ def evaluation_cost(rows: int = 100_000, repeats: int = 5) -> dict[str, float]:
     }
 
 
-def ratios(points: Sequence[Point]) -> list[dict[str, Any]]:
+def ratios(points: Sequence[Point], cpu_us: dict[str, float]) -> list[dict[str, Any]]:
     found = []
     for load, _, _ in LOADS:
         off = next(p for p in points if p.server == "off" and p.payload == load)
@@ -255,6 +288,8 @@ def ratios(points: Sequence[Point]) -> list[dict[str, Any]]:
                         "server": p.server,
                         "throughput_vs_off": p.rps / off.rps,
                         "p99_vs_off": p.p99_ms / off.p99_ms,
+                        "cpu_us_per_request": cpu_us[f"{p.server} {load}"],
+                        "cpu_vs_off": cpu_us[f"{p.server} {load}"] / cpu_us[f"off {load}"],
                     }
                 )
     return found
@@ -271,13 +306,17 @@ def render(result: dict[str, Any]) -> str:
         "",
         table(result["points_obj"]),
         "",
-        "| load | server | throughput vs off | p99 vs off |",
-        "| --- | --- | ---: | ---: |",
+        "Server CPU per request (µs, median of the rounds): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in result["cpu_us"].items()),
+        "",
+        "| load | server | throughput vs off | p99 vs off | CPU/request vs off "
+        "| throughput implied by CPU |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in result["ratios"]:
         lines.append(
             f"| {r['load']} | {r['server']} | {r['throughput_vs_off']:.3f} "
-            f"| {r['p99_vs_off']:.3f} |"
+            f"| {r['p99_vs_off']:.3f} | {r['cpu_vs_off']:.3f} | {1 / r['cpu_vs_off']:.3f} |"
         )
     lines += ["", "Server RSS (MiB) at start and after each run:", ""]
     for name, values in result["rss_mib"].items():
@@ -308,10 +347,36 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--tag")
+    parser.add_argument("--soak-minutes", type=float, help="only the RSS soak, this long")
     args = parser.parse_args(argv)
     started = dt.datetime.now(dt.UTC)
     env = environment()
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.soak_minutes:
+        soaked = soak(args.soak_minutes, WORK)
+        rss = [s[1] for s in soaked["samples"]]
+        text = "\n".join(
+            [
+                f"# Capture + drift RSS soak ({started:%Y-%m-%d %H:%M} UTC)",
+                "",
+                f"{env['cpu_count']} cores, load average {env['loadavg_start']} at start, "
+                f"{os.getloadavg()} at end. capture-1.0+drift, binary-64, 4 connections, "
+                f"{args.soak_minutes:g} minutes.",
+                "",
+                "| elapsed s | RSS MiB | req/s |",
+                "| ---: | ---: | ---: |",
+                *[f"| {e:.0f} | {r:.0f} | {q:,.0f} |" for e, r, q in soaked["samples"]],
+                "",
+                f"RSS first/last/max: {rss[0]:.0f} / {rss[-1]:.0f} / {max(rss):.0f} MiB",
+                "",
+                "```",
+                *soaked["counters"],
+                "```",
+            ]
+        )
+        print(text)
+        save_result("capture-soak", started, args.tag, {"environment": env, **soaked}, text)
+        return soaked
     measured = measure_servers(args, WORK)
     with tempfile.TemporaryDirectory() as tmp:
         observe = observe_cost(Path(tmp))
@@ -325,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "duration_s": args.duration,
         "points": [p.to_json() for p in measured["points"]],
         "points_obj": measured["points"],
-        "ratios": ratios(measured["points"]),
+        "cpu_us": measured["cpu_us"],
+        "ratios": ratios(measured["points"], measured["cpu_us"]),
         "rss_mib": measured["rss_mib"],
         "counters": measured["counters"],
         "observe_ns": observe,

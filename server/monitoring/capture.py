@@ -175,11 +175,11 @@ def tensor_column(
     item: CapturedTensor, tensors: Sequence[Tensor | None], digest: Callable[[object], str]
 ) -> pa.Array:
     """One column of a batch: a list per request over its rows (null when not captured)."""
-    field = item.field
+    element_type = item.field.type.value_type
     scalar_type = pa.string() if item.hashed else _ARROW_TYPES[item.spec.datatype]
     present = [t.data for t in tensors if t is not None]
-    rows = [(a.shape[0] if item.batching and a.ndim else 1) for a in present]
-    flats = [np.ascontiguousarray(a).reshape(-1) for a in present]
+    flats = [a.reshape(-1) for a in present]  # a copy only for a non-contiguous tensor
+    sizes = [f.shape[0] for f in flats]
     if item.spec.datatype == "BYTES" or item.hashed:
         objects = [v for flat in flats for v in flat.tolist()]
         if item.hashed:
@@ -188,24 +188,22 @@ def tensor_column(
     else:
         joined = np.concatenate(flats) if flats else np.empty(0, _numpy_of(item.spec.datatype))
         values = pa.array(joined, type=scalar_type)
-    element_type = field.type.value_type
-    per_row = [f.shape[0] // max(r, 1) for f, r in zip(flats, rows, strict=True)]
-    if item.batching and pa.types.is_fixed_size_list(element_type):
-        values = pa.FixedSizeListArray.from_arrays(values, element_type.list_size)
-        counts = rows
-    elif item.batching and pa.types.is_list(element_type):
-        inner = np.repeat(per_row, rows).astype(np.int32)
-        values = pa.ListArray.from_arrays(_offsets(inner), values)
-        counts = rows
-    elif item.batching:
-        counts = rows
-    else:
-        counts = [f.shape[0] for f in flats]
-    sizes = iter(counts)
-    lengths = np.array([next(sizes) if t is not None else 0 for t in tensors], dtype=np.int32)
-    mask = np.array([t is None for t in tensors])
-    offsets = pa.array(_offsets(lengths), type=pa.int32())
-    return pa.ListArray.from_arrays(offsets, values, mask=pa.array(mask))
+    counts = sizes  # not batching: the whole tensor, flattened, is the request's one list
+    if item.batching:
+        counts = [a.shape[0] if a.ndim else 1 for a in present]
+        if pa.types.is_fixed_size_list(element_type):
+            values = pa.FixedSizeListArray.from_arrays(values, element_type.list_size)
+        elif pa.types.is_list(element_type):  # a dynamic non-batch dim: each row a list
+            per_row = [size // max(rows, 1) for size, rows in zip(sizes, counts, strict=True)]
+            inner = np.repeat(per_row, counts).astype(np.int32)
+            values = pa.ListArray.from_arrays(_offsets(inner), values)
+    if len(present) == len(tensors):
+        lengths = np.array(counts, dtype=np.int32)
+        return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values)
+    found = iter(counts)
+    lengths = np.array([next(found) if t is not None else 0 for t in tensors], dtype=np.int32)
+    mask = pa.array(np.array([t is None for t in tensors]))
+    return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values, mask=mask)
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
@@ -405,9 +403,10 @@ class CaptureWriter:
             pa.array(np.array([o.latency_ns // 1000 for o in observations], dtype=np.int64)),
         ]
         found = [_tensors_of(o) for o in observations]
+        rejected = any(o.error is not None for o in observations)
         for item in self.tensors:
             column = [f.get((item.role, item.name)) for f in found]
-            if any(o.error is not None for o in observations):  # a rejected request's inputs
+            if rejected:  # a rejected request's inputs may not fit the model
                 column = [
                     t if t is None or o.error is None or _conforms(t, item.spec) else None
                     for t, o in zip(column, observations, strict=True)
