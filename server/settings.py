@@ -119,6 +119,7 @@ class RuntimeConfig:
 
 
 DriftStatistic = Literal["psi", "js", "ks", "wasserstein_normed"]
+CaptureCompression = Literal["none", "snappy", "lz4", "zstd"]
 DRIFT_STATISTICS: tuple[DriftStatistic, ...] = ("psi", "js", "ks", "wasserstein_normed")
 
 
@@ -141,6 +142,7 @@ class CaptureConfig:
     columns_allow: tuple[str, ...] = ()
     columns_deny: tuple[str, ...] = ()
     hash_columns: tuple[str, ...] = ()
+    compression: CaptureCompression = "zstd"
     required: bool = True
 
     def __post_init__(self) -> None:

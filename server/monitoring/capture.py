@@ -372,6 +372,7 @@ class CaptureWriter:
         self._writer = pq.ParquetWriter(
             self._stream,
             self.schema,
+            compression=self.config.compression,
             use_dictionary=["status", "error"],
             write_statistics=["time", "status"],
         )

@@ -271,6 +271,11 @@ class ModelMonitor:
             window_end=end.isoformat(),
             window_rows=evaluation.window_rows,
             states={f: a.state for f, a in self.alerts.items()},
+            psi_warnings=[
+                f
+                for f, r in evaluation.report.features.items()
+                if r.statistics.get("psi", 0.0) >= self.model.config.drift.psi_warn
+            ],
         )
         self.latest = evaluation
         self.latest_json = body

@@ -169,3 +169,18 @@ def test_unwritable_path_fails_the_load_unless_not_required(tmp_path: Path) -> N
     assert states["strict"].state == "UNAVAILABLE"
     assert "model 'strict' [capture] path" in states["strict"].reason
     assert states["lenient"].state == "READY"
+
+
+def test_a_reloaded_model_keeps_capturing_and_commits_the_old_file(tmp_path: Path) -> None:
+    cap = tmp_path / "cap"
+    repo = models.write_repository(
+        tmp_path / "repo", {"m": models.identity("FP32")}, {"m": _capture(cap)}
+    )
+    body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
+    with LiveServer(repo) as live:
+        url = f"http://{live.url}/v2/models/m/infer"
+        assert _post(url, {**body, "id": "before"}) == 200
+        assert _post(f"http://{live.url}/v2/repository/models/m/load", {}) == 200
+        assert _post(url, {**body, "id": "after"}) == 200
+    assert set(_rows(cap, "m")) == {"before", "after"}
+    assert len(list(cap.rglob("*.parquet"))) == 2  # the old version's file, then the new one's

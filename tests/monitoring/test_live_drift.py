@@ -58,6 +58,7 @@ def test_online_drift_matches_sluice_drift_on_the_captured_window(
     assert status == 200 and online["window_rows"] == 600
     assert [n for n, f in online["features"].items() if f["drifted"]] == ["b"]
     assert online["states"] == {"a": "ok", "b": "pending", "c": "ok"}
+    assert online["psi_warnings"] == ["b"]
     assert b'sluice_drift_state{feature="b",model="m",version="1"} 2.0' in metrics
     assert b'sluice_drift{feature="b",model="m",statistic="psi",version="1"}' in metrics
 
