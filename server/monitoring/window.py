@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from kernels.histogram import bin_counts
+from kernels.window import window_pass
 from server.monitoring.profile import NumericProfile
 
 FloatArray = npt.NDArray[np.float64]
@@ -66,16 +66,16 @@ class FeatureWindow:
 
     def add(self, values: FloatArray, number: int) -> None:
         current = self._slice(number)
-        finite_mask = np.isfinite(values)
-        finite = values[finite_mask]
-        nans = int(np.isnan(values).sum())
+        scratch = np.empty(values.shape[0])
+        profile = self.profile
+        nans, infs, outside, count = window_pass(
+            values, profile.edges, profile.minimum, profile.maximum, current.bins, scratch
+        )
         current.rows += values.shape[0]
         current.nulls += nans
-        current.nonfinite += values.shape[0] - nans - finite.shape[0]
-        low, high = self.profile.minimum, self.profile.maximum
-        current.outside += int(((finite < low) | (finite > high)).sum())
-        current.bins += bin_counts(finite, self.profile.edges)[:-1]
-        _reservoir_add(current, finite)
+        current.nonfinite += infs
+        current.outside += outside
+        _reservoir_add(current, scratch[:count])
 
     def view(self, number: int) -> WindowView:
         """The slices within the window ending at slice ``number`` (older ones are dropped)."""
@@ -113,15 +113,15 @@ class FeatureWindow:
 
 def _reservoir_add(target: _Slice, finite: FloatArray) -> None:
     """Algorithm R over a chunk: fill free slots, then value ``i`` (0-based over the slice's
-    stream) replaces a random slot with probability ``cap / (i + 1)``."""
+    stream) enters with probability ``cap / (i + 1)`` and replaces a uniformly chosen slot."""
     cap = target.reservoir.shape[0]
     seen = target.finite
     free = max(0, min(cap - seen, finite.shape[0]))
     target.reservoir[seen : seen + free] = finite[:free]
     rest = finite[free:]
     if rest.shape[0]:
-        index = np.arange(seen + free, seen + free + rest.shape[0])
-        slots = target.rng.integers(0, index + 1)
-        keep = slots < cap
-        target.reservoir[slots[keep]] = rest[keep]
+        index = np.arange(seen + free + 1, seen + free + rest.shape[0] + 1, dtype=np.float64)
+        enters = target.rng.random(rest.shape[0]) * index < cap
+        chosen = rest[enters]
+        target.reservoir[target.rng.integers(0, cap, chosen.shape[0])] = chosen
     target.finite = seen + finite.shape[0]
