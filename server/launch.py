@@ -26,7 +26,7 @@ from server.engine.repository import Repository
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
 from server.metrics import Metrics
-from server.monitoring.alerts import LoggingAlertSink
+from server.monitoring.alerts import AlertSink, LoggingAlertSink
 from server.monitoring.monitor import Monitor
 from server.settings import ServerSettings
 from server.sockets import bind
@@ -54,11 +54,11 @@ class Service:
     """One worker's engine and edges on the running loop. ``stop`` may be called from any
     thread; ``run`` then drains and returns the exit code."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, alert_sink: AlertSink | None = None) -> None:
         self.settings = settings
         self.engine = build_engine(settings)
-        # Capture and online drift; the coordinator swaps the sink for the registry's outbox.
-        sink = LoggingAlertSink()
+        # Capture and online drift; drift alerts go to ``alert_sink`` (default: the log).
+        sink = alert_sink or LoggingAlertSink()
         self.monitor = Monitor(self.engine.metrics.monitoring, sink, settings.capture_hash_key)
         self.engine.observer = self.monitor
         self.http_port = 0
