@@ -30,3 +30,8 @@ def test_engine_knows_monitoring_only_through_its_observer_protocol() -> None:
 def test_monitoring_imports_no_transport() -> None:
     loaded = _loaded_after("server.monitoring.monitor")
     assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
+
+
+def test_serving_loads_no_numba_or_pyarrow_until_a_model_monitors() -> None:
+    loaded = _loaded_after("server.launch")
+    assert not {"numba", "pyarrow"} & {m.split(".")[0] for m in loaded}

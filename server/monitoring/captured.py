@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from server.errors import InvalidInput
-from server.monitoring.capture import BATCHING_KEY, METADATA_KEY, ROLE_KEY
+from server.monitoring.capture_schema import BATCHING_KEY, METADATA_KEY, ROLE_KEY
 from server.monitoring.features import feature_sources
 
 

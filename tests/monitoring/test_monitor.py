@@ -18,8 +18,9 @@ from server.metrics import Metrics
 from server.monitoring.alerts import DETECTED, RESOLVED
 from server.monitoring.baseline import BaselineOptions, build_baseline, save_baseline
 from server.monitoring.capture import CaptureWriter
-from server.monitoring.monitor import ModelMonitor, Monitor
+from server.monitoring.monitor import Monitor
 from server.monitoring.sampling import Sampled
+from server.monitoring.worker import ModelMonitor
 from server.settings import CaptureConfig, DriftConfig, ModelConfig
 from server.tensors import Tensor, TensorSpec
 
