@@ -2,6 +2,7 @@
 
     sluice drift REFERENCE CURRENT [--features a,b] [--json FILE] [--html FILE]
     sluice drift BASELINE CAPTURE_DIR [--since T] [--until T]
+    sluice drift report REPORT.json [--html FILE]   (a --json report, or GET .../drift's body)
     sluice drift baseline DATA --output FILE
 
 REFERENCE is Parquet/Arrow data (a file or a directory) or a baseline saved by the second form.
@@ -45,10 +46,11 @@ from server.monitoring.drift import (
 )
 from server.monitoring.html import render_html
 from server.monitoring.profile import NumericProfile
-from server.monitoring.report import compare, report_json
+from server.monitoring.report import compare, report_from_json, report_json
 from server.monitoring.table import format_table
 
 BASELINE_COMMAND = "baseline"
+REPORT_COMMAND = "report"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +76,10 @@ def add_drift_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "drift",
         help="compare data with a reference and report drift per feature",
-        description="sluice drift REFERENCE CURRENT compares CURRENT (Parquet/Arrow) with "
-        "REFERENCE (data, or a baseline file); sluice drift baseline DATA --output FILE saves "
-        "a baseline of DATA.",
+        description="sluice drift REFERENCE CURRENT compares CURRENT (Parquet/Arrow, or a "
+        "capture directory) with REFERENCE (data, or a baseline file); sluice drift baseline "
+        "DATA --output FILE saves a baseline of DATA; sluice drift report REPORT.json renders "
+        "a saved report (--json, or GET /v2/models/{m}/drift).",
     )
     p.add_argument("reference", help="reference data or baseline file, or the word 'baseline'")
     p.add_argument("current", help="current data (or, after 'baseline', the reference data)")
@@ -147,8 +150,26 @@ def _writing(path: Path) -> Iterator[None]:
         raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
+def _render(command: DriftCommand) -> int:
+    """``sluice drift report REPORT.json``: the table, and the HTML with ``--html``."""
+    try:
+        body = json.loads(Path(command.current).read_text())
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {command.current}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{command.current}: not JSON: {exc}") from exc
+    report = report_from_json(body)
+    print(format_table(report))
+    if command.html_path is not None:
+        with _writing(command.html_path):
+            command.html_path.write_text(render_html(report))
+    return 1 if command.fail_on_drift and report.dataset_drifted else 0
+
+
 def execute(command: DriftCommand) -> int:
     """Run one command; prints the table (or a one-line summary for a baseline)."""
+    if command.reference == REPORT_COMMAND and not os.path.exists(REPORT_COMMAND):
+        return _render(command)
     if command.output is not None:
         table = read_table(command.current, command.features)
         baseline = build_baseline(table, command.baseline)

@@ -72,6 +72,12 @@ def test_online_drift_matches_sluice_drift_on_the_captured_window(
                 assert online["features"][name][key] == pytest.approx(value, rel=1e-9), key
         assert feature["current_rows"] == 600
 
+    served = tmp_path / "served.json"
+    served.write_text(body.decode())
+    html = tmp_path / "served.html"
+    assert main(["drift", "report", str(served), "--html", str(html)]) == 0
+    assert "<svg" in html.read_text() and "drifted" in capsys.readouterr().out
+
 
 def test_drift_cli_time_range_filters_captured_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -186,3 +186,19 @@ def test_quiet_data_raises_no_alarm_over_many_windows() -> None:
     # rate near 5% of windows, and 2-of-3 makes a firing alert rarer still.
     assert breaches <= 10
     assert fired == 0
+
+
+def test_a_report_survives_its_json_and_bad_json_is_refused() -> None:
+    from server.errors import InvalidInput
+    from server.monitoring.report import report_from_json, report_json
+
+    rng = np.random.default_rng(9)
+    current = pa.table({n: rng.standard_normal(300) + (n == "f2") for n in FEATURES})
+    current = current.append_column("colour", pa.array(["red"] * 300))
+    reference = pa.table({n: rng.standard_normal(300) for n in FEATURES}).append_column(
+        "colour", pa.array(["red", "blue"] * 150)
+    )
+    body = report_json(compare(reference, current, DriftRule(), BaselineOptions()))
+    assert report_json(report_from_json(body)) == body
+    with pytest.raises(InvalidInput, match="not a drift report"):
+        report_from_json({"features": {"x": {"kind": "numeric"}}})
