@@ -258,7 +258,7 @@ class ServerSettings:
     drain_timeout_s: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Key of the keyed hash that [capture] hash_columns apply (SLUICE_CAPTURE_HASH_KEY).
-    capture_hash_key: str = ""
+    capture_hash_key: str = field(default="", repr=False)
     default_model_config: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

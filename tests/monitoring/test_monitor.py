@@ -187,3 +187,11 @@ def test_state_changes_become_events_with_the_feature_named(tmp_path: Path) -> N
     assert _value(registry, "sluice_drift_state", feature="b") == 4  # resolved
     assert _value(registry, "sluice_drift_window_rows") == 400
     assert _value(registry, "sluice_drift", feature="b", statistic="psi") > 0
+
+
+def test_the_hash_key_comes_from_the_environment_and_stays_out_of_repr() -> None:
+    from server.settings import ServerSettings
+
+    settings = ServerSettings.from_env({}, {"SLUICE_CAPTURE_HASH_KEY": "sekrit"})
+    assert settings.capture_hash_key == "sekrit"
+    assert "sekrit" not in repr(settings)
