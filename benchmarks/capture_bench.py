@@ -101,10 +101,21 @@ def prepare(work: Path) -> tuple[dict[str, Server], Path]:
     return servers, baseline
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_s(pid: int) -> tuple[float, float]:
+    """User + system CPU seconds of a server's event-loop thread (its main thread) and of its
+    other threads (ONNX Runtime's, the monitor's)."""
+    loop = others = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if int(task.name) == pid:
+            loop += seconds
+        else:
+            others += seconds
+    return loop, others
 
 
 def rss_mib(pid: int) -> float:
@@ -129,6 +140,7 @@ def measure_servers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         bodies[name].write_bytes(payload.body)
     runs: dict[tuple[str, str], list[Run]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
+    loop_cpu: dict[tuple[str, str], list[float]] = {}
     rss: dict[str, list[float]] = {name: [] for name in servers}
     with _all_running(list(servers.values())) as procs:
         pids = dict(zip(servers, (p.pid for p in procs), strict=True))
@@ -166,7 +178,14 @@ def measure_servers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for name in servers
     ]
     cpu_us = {f"{name} {load}": statistics.median(v) for (name, load), v in cpu.items()}
-    return {"points": points, "rss_mib": rss, "counters": counters, "cpu_us": cpu_us}
+    loop_us = {f"{name} {load}": statistics.median(v) for (name, load), v in loop_cpu.items()}
+    return {
+        "points": points,
+        "rss_mib": rss,
+        "counters": counters,
+        "cpu_us": cpu_us,
+        "loop_cpu_us": loop_us,
+    }
 
 
 class _all_running:
@@ -328,8 +347,11 @@ def render(result: dict[str, Any]) -> str:
         "",
         table(result["points_obj"]),
         "",
-        "Server CPU per request (µs, median of the rounds): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in result["cpu_us"].items()),
+        "Server CPU per request (µs, median of the rounds; in brackets the event-loop "
+        "thread's share): "
+        + ", ".join(
+            f"{k} {v:.0f} ({result['loop_cpu_us'][k]:.0f})" for k, v in result["cpu_us"].items()
+        ),
         "",
         "| load | server | throughput vs off | p99 vs off | CPU/request vs off "
         "| throughput implied by CPU |",
@@ -423,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "points": [p.to_json() for p in measured["points"]],
         "points_obj": measured["points"],
         "cpu_us": measured["cpu_us"],
+        "loop_cpu_us": measured["loop_cpu_us"],
         "ratios": ratios(measured["points"], measured["cpu_us"]),
         "rss_mib": measured["rss_mib"],
         "counters": measured["counters"],
