@@ -154,13 +154,18 @@ def measure_servers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     server = servers[name]
                     url = f"http://{HOST}:{server.http_port}/v2/models/{MODEL}/infer"
                     wrk.run(url, payloads[load], bodies[load], connections, 1.0)  # warm-up
-                    before = cpu_s(pids[name])
+                    loop_before, others_before = cpu_s(pids[name])
                     run = wrk.run(url, payloads[load], bodies[load], connections, args.duration)
-                    used = cpu_s(pids[name]) - before
+                    loop_after, others_after = cpu_s(pids[name])
                     runs.setdefault((name, load), []).append(run)
                     # CPU per request resists the shared machine's noise better than req/s:
                     # a saturated server's throughput is the inverse of it.
-                    cpu.setdefault((name, load), []).append(used / (run.rps * args.duration) * 1e6)
+                    served = run.rps * args.duration
+                    used = loop_after - loop_before + others_after - others_before
+                    cpu.setdefault((name, load), []).append(used / served * 1e6)
+                    loop_cpu.setdefault((name, load), []).append(
+                        (loop_after - loop_before) / served * 1e6
+                    )
                     rss[name].append(rss_mib(pids[name]))
                     log(
                         f"round {round_ + 1} {name} {load}: {run.rps:,.0f} req/s "
