@@ -65,6 +65,7 @@ class ModelMonitor:
         self.queue_rows = config.capture.queue_rows
         self._enqueued = 0
         self._done = 0
+        self._closing = False
         self._ids = itertools.count()
         self._id_prefix = f"{uuid.uuid4().hex[:16]}-"
         self.capture_metrics = metrics.capture(model.name, model.version)
@@ -99,14 +100,16 @@ class ModelMonitor:
         point = sample_point(request_id)
         if point >= self.rate:
             return
-        if self.queue.qsize() >= self.queue_rows:
+        if self.queue.qsize() >= self.queue_rows or self._closing:
             self._dropped.inc()
             return
         self._enqueued += 1
         self.queue.put(Sampled(observation, request_id, point))
 
     def close(self) -> None:
-        """Drain the queue, commit the open file and stop the thread (blocks)."""
+        """Drain the queue, commit the open file and stop the thread (blocks). A request
+        offered after this began is dropped and counted, not left in the queue."""
+        self._closing = True
         if self._thread.is_alive():
             self.queue.put(None)
             self._thread.join()

@@ -17,7 +17,7 @@ from server.errors import ConfigError
 from server.metrics import Metrics
 from server.monitoring.alerts import DETECTED, RESOLVED
 from server.monitoring.baseline import BaselineOptions, build_baseline, save_baseline
-from server.monitoring.capture import CaptureWriter
+from server.monitoring.capture import ROW_GROUP_ROWS, CaptureWriter
 from server.monitoring.monitor import Monitor
 from server.monitoring.sampling import Sampled
 from server.monitoring.worker import ModelMonitor
@@ -59,6 +59,25 @@ def test_a_full_queue_drops_rows_and_counts_them(tmp_path: Path) -> None:
     monitor.close()
     assert _value(registry, "sluice_capture_rows_total") == 3
     assert _value(registry, "sluice_capture_bytes_total") > 0
+
+
+def test_rows_lost_to_a_failed_write_are_counted(tmp_path: Path) -> None:
+    import shutil
+
+    registry = CollectorRegistry()
+    config = CaptureConfig(enabled=True, path=str(tmp_path / "cap"))
+    metrics = Metrics(registry).monitoring.capture("m", "1")
+    writer = CaptureWriter(_model(ModelConfig(capture=config)), config, metrics)
+    data = np.ones((1, 3), np.float32)
+    rows = [Sampled(_observation(f"r{i}", data), f"r{i}", 0.0) for i in range(ROW_GROUP_ROWS)]
+    writer.add(rows)  # a full row group: written to the open (temporary) file
+    shutil.rmtree(tmp_path / "cap")  # the file's directory is gone: the commit cannot rename
+    writer.close()
+    assert _value(registry, "sluice_capture_dropped_total", reason="write_error") == len(rows)
+    assert _value(registry, "sluice_capture_rows_total") == 0
+    writer.add(rows[:2])  # the writer goes on with a new file
+    writer.close()
+    assert _value(registry, "sluice_capture_rows_total") == 2
 
 
 def test_files_commit_by_age_and_by_hour(tmp_path: Path) -> None:
