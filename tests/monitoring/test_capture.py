@@ -184,3 +184,15 @@ def test_a_reloaded_model_keeps_capturing_and_commits_the_old_file(tmp_path: Pat
         assert _post(url, {**body, "id": "after"}) == 200
     assert set(_rows(cap, "m")) == {"before", "after"}
     assert len(list(cap.rglob("*.parquet"))) == 2  # the old version's file, then the new one's
+
+
+def test_sluice_drift_refuses_a_capture_root_of_several_models(
+    captured: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+    from server.monitoring.baseline import BaselineOptions, build_baseline, save_baseline
+
+    baseline = tmp_path / "b.npz"
+    save_baseline(build_baseline(pa.table({"a": [1.0, 2.0]}), BaselineOptions()), baseline)
+    assert main(["drift", str(baseline), str(captured)]) == 2
+    assert "model versions; point at PATH/model=M/version=V" in capsys.readouterr().err
