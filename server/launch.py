@@ -31,6 +31,8 @@ from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
 from server.http.protocol import guarded_protocol
 from server.metrics import Metrics
+from server.monitoring.alerts import AlertSink, LoggingAlertSink
+from server.monitoring.monitor import Monitor
 from server.registry import exists as registry_exists
 from server.registry.catalog import RegistryCatalog
 from server.security.access import build_guard, check_exposure
@@ -98,7 +100,7 @@ class Service:
     """One worker's engine and edges on the running loop. ``stop`` may be called from any
     thread; ``run`` then drains and returns the exit code."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, alert_sink: AlertSink | None = None) -> None:
         self.settings = settings
         self.guard = build_guard(settings)
         self.catalog = build_catalog(settings)
@@ -106,6 +108,13 @@ class Service:
         self._watcher: asyncio.Task[None] | None = None
         self._deliverer: Deliverer | None = None
         self._rollouts: asyncio.Task[None] | None = None
+        # Capture and online drift; drift alerts go to ``alert_sink``: by default the
+        # registry's outbox (so webhooks get them) when there is a registry, else the log.
+        sink = alert_sink or (
+            self.catalog if isinstance(self.catalog, RegistryCatalog) else LoggingAlertSink()
+        )
+        self.monitor = Monitor(self.engine.metrics.monitoring, sink, settings.capture_hash_key)
+        self.engine.observer = self.monitor
         self.http_port = 0
         self.grpc_port = 0
         self._http: _Server | None = None
@@ -129,7 +138,12 @@ class Service:
             self._deliverer = start_deliverer(settings)
         await self.engine.start()
         config = uvicorn.Config(
-            build_app(self.engine, settings.max_request_bytes, self.guard),
+            build_app(
+                self.engine,
+                settings.max_request_bytes,
+                self.guard,
+                drift_report=self.monitor.report,
+            ),
             lifespan="off",
             access_log=False,
             log_level=settings.log_level,
@@ -174,6 +188,8 @@ class Service:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             drained = await self.engine.stop()
+            # After the drain, so every answered request is in the queue: commit it all.
+            await asyncio.get_running_loop().run_in_executor(None, self.monitor.close)
             if isinstance(self.catalog, RegistryCatalog):
                 self.catalog.close()
             if self._deliverer is not None:

@@ -21,6 +21,7 @@ from server.tensors import Tensor, TensorSpec
 from .catalog import Catalog
 from .mirror import Mirror
 from .models import ModelVersion
+from .observer import InferenceObserver, Observation, ObservedModel
 from .repository import ModelPlan, ModelSource
 from .requests import InferRequest, InferResponse, ModelIndexEntry
 from .routing import Router
@@ -76,6 +77,17 @@ class Served:
         self.router = router  # a rollout's split and mirror; None: every request to default
 
 
+def _observed(version: ModelVersion) -> ObservedModel:
+    return ObservedModel(
+        version.name,
+        version.version,
+        version.config,
+        version.inputs,
+        version.outputs,
+        version.batching,
+    )
+
+
 def _ordered(versions: Iterable[str]) -> list[str]:
     return sorted(versions, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
 
@@ -88,10 +100,17 @@ class Engine:
     unloads what left, so no request fails during a swap.
     """
 
-    def __init__(self, catalog: Catalog, metrics: Metrics, drain_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        metrics: Metrics,
+        drain_timeout_s: float = 30.0,
+        observer: InferenceObserver | None = None,
+    ) -> None:
         self.catalog = catalog
         self.metrics = metrics
         self.drain_timeout_s = drain_timeout_s
+        self.observer = observer  # capture and online drift (monitoring), when on
         self._served: dict[str, Served] = {}
         self._known: dict[str, list[str]] = {}
         self._failed: dict[str, str] = {}
@@ -170,6 +189,9 @@ class Engine:
                 await asyncio.gather(
                     *(v.stop(self.drain_timeout_s) for v in served.versions.values())
                 )
+                if self.observer is not None:
+                    for version in served.versions.values():
+                        self.observer.detach(version.name, version.version)
         log.info("model '%s' unloaded%s", name, f" by '{actor}'" if actor else "")
         await self._report("unload", name, None, "", actor)
 
@@ -230,6 +252,8 @@ class Engine:
         metrics = self.metrics.model(source.name, source.version)
         try:
             version = await loop.run_in_executor(None, ModelVersion, source, metrics)
+            if self.observer is not None:
+                await loop.run_in_executor(None, self.observer.attach, _observed(version))
         except SluiceError as exc:
             self._broken[key] = exc.message
             failures.append(exc.message)
@@ -279,6 +303,9 @@ class Engine:
         task = asyncio.get_running_loop().create_task(old.stop(self.drain_timeout_s))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        if self.observer is not None:
+            observer = self.observer
+            task.add_done_callback(lambda _: observer.detach(old.name, old.version))
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -335,6 +362,8 @@ class Engine:
             elapsed = time.perf_counter_ns() - started
             model.stats.fail.add(elapsed)
             metrics.failure.labels(model.name, model.version, type(exc).__name__).inc()
+            if self.observer is not None:
+                self._observe(model, request, None, exc, elapsed)
             raise
         except asyncio.CancelledError:  # the client went away or the edge cancelled the call
             metrics.failure.labels(model.name, model.version, "Cancelled").inc()
@@ -348,12 +377,24 @@ class Engine:
             self._shadow(model, request, arrays)
         names = request.outputs or tuple(arrays)
         specs = model.outputs
-        return InferResponse(
-            model.name,
-            model.version,
-            request.id,
-            [Tensor(name, specs[name].datatype, arrays[name]) for name in names],
+        outputs = [Tensor(name, specs[name].datatype, arrays[name]) for name in names]
+        if self.observer is not None:
+            self._observe(model, request, outputs, None, elapsed)
+        return InferResponse(model.name, model.version, request.id, outputs)
+
+    def _observe(
+        self,
+        model: ModelVersion,
+        request: InferRequest,
+        outputs: list[Tensor] | None,
+        error: SluiceError | None,
+        elapsed_ns: int,
+    ) -> None:
+        assert self.observer is not None
+        observation = Observation(
+            model.name, model.version, request, outputs, error, elapsed_ns, time.time_ns()
         )
+        self.observer.observe(observation)
 
     def _shadow(self, model: ModelVersion, request: InferRequest, arrays: dict[str, Any]) -> None:
         """A rollout's mirror: queue a copy of this request for the mirror version."""

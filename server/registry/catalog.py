@@ -7,20 +7,23 @@ One registry connection shared by the executor threads that call in, behind a lo
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from server.engine.repository import CONFIG_FILE, ModelPlan, ModelSource
 from server.errors import ConfigError
 from server.settings import ModelConfig
 
 from . import open_registry
-from .artifacts import MODEL_FILE
+from .artifacts import BASELINE_FILE, MODEL_FILE
 from .records import VersionInfo
 from .registry import Registry
 from .rollouts import Rollout, Rollouts
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -75,6 +78,13 @@ class RegistryCatalog:
         with self._lock:
             return action(self.registry)
 
+    def emit(self, type: str, subject: str, data: dict[str, Any]) -> None:
+        """An alert (drift detected or resolved) as an event through the registry's outbox,
+        so webhooks receive it like any lifecycle event. Also logged."""
+        log.warning("%s %s: %s", type, subject, data)
+        with self._lock:
+            self.registry.emit(type, subject, data)
+
     def report(self, action: str, name: str, version: str | None, reason: str, actor: str) -> None:
         number = int(version) if version and version.isdigit() else None
         with self._lock:
@@ -89,6 +99,11 @@ class RegistryCatalog:
             config = ModelConfig.from_file(own)
         elif shared.is_file():
             config = ModelConfig.from_file(shared)
+        registered = directory / BASELINE_FILE
+        if config.drift.enabled and not config.drift.baseline and registered.is_file():
+            # Online drift against the baseline registered with this version.
+            drift = dataclasses.replace(config.drift, baseline=str(registered))
+            config = dataclasses.replace(config, drift=drift)
         return ModelSource(
             info.name, str(info.version), directory / MODEL_FILE, config, info.sha256
         )
