@@ -48,6 +48,36 @@ def mlp(sizes: Sequence[int] = REFERENCE_SIZES, seed: int = 0) -> onnx.ModelProt
     return model
 
 
+def lookup_mlp(sizes: Sequence[int] = REFERENCE_SIZES, seed: int = 0) -> onnx.ModelProto:
+    """``mlp(sizes, seed)`` plus a lookup indexed by the first feature (truncated to an
+    integer), adding zeros: the same answers, except that a row whose first feature is
+    outside -8..7 fails in ONNX Runtime (index out of bounds). A version that fails some
+    requests, for rollout tests and benchmarks."""
+    model = mlp(sizes, seed)
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["mlp" if o == "output" else o for o in node.output]
+    consts = {
+        "starts": np.array([0], np.int64),
+        "ends": np.array([1], np.int64),
+        "axes": np.array([1], np.int64),
+        "table": np.zeros((8, sizes[-1]), np.float32),
+        "shape": np.array([-1, sizes[-1]], np.int64),
+    }
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    graph.node.extend(
+        [
+            helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["first"]),
+            helper.make_node("Cast", ["first"], ["index"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["table", "index"], ["looked"], axis=0),
+            helper.make_node("Reshape", ["looked", "shape"], ["extra"]),
+            helper.make_node("Add", ["mlp", "extra"], ["output"]),
+        ]
+    )
+    onnx.checker.check_model(model)
+    return model
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -1,6 +1,8 @@
 """``sluice drift``: argparse → a frozen options object → ``server.monitoring``. No logic here.
 
     sluice drift REFERENCE CURRENT [--features a,b] [--json FILE] [--html FILE]
+    sluice drift BASELINE CAPTURE_DIR [--since T] [--until T]
+    sluice drift report REPORT.json [--html FILE]   (a --json report, or GET .../drift's body)
     sluice drift baseline DATA --output FILE
 
 REFERENCE is Parquet/Arrow data (a file or a directory) or a baseline saved by the second form.
@@ -12,6 +14,7 @@ drifted, or 2 for unusable input.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -21,15 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import pyarrow as pa
+
 from server.errors import ConfigError, InvalidInput, SluiceError
 from server.monitoring.baseline import (
+    Baseline,
     BaselineOptions,
     build_baseline,
     is_baseline_file,
     load_baseline,
     save_baseline,
 )
-from server.monitoring.columns import read_table
+from server.monitoring.captured import capture_features, is_capture, parse_time, read_capture
+from server.monitoring.columns import feature_kind, read_table
 from server.monitoring.drift import (
     CATEGORICAL_STATISTICS,
     NUMERIC_STATISTICS,
@@ -38,10 +45,12 @@ from server.monitoring.drift import (
     NumericStatistic,
 )
 from server.monitoring.html import render_html
-from server.monitoring.report import compare, report_json
+from server.monitoring.profile import NumericProfile
+from server.monitoring.report import compare, report_from_json, report_json
 from server.monitoring.table import format_table
 
 BASELINE_COMMAND = "baseline"
+REPORT_COMMAND = "report"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +67,8 @@ class DriftCommand:
     fail_on_drift: bool
     rule: DriftRule
     baseline: BaselineOptions
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
 
 
 def add_drift_parser(subparsers: Any) -> None:
@@ -65,9 +76,10 @@ def add_drift_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "drift",
         help="compare data with a reference and report drift per feature",
-        description="sluice drift REFERENCE CURRENT compares CURRENT (Parquet/Arrow) with "
-        "REFERENCE (data, or a baseline file); sluice drift baseline DATA --output FILE saves "
-        "a baseline of DATA.",
+        description="sluice drift REFERENCE CURRENT compares CURRENT (Parquet/Arrow, or a "
+        "capture directory) with REFERENCE (data, or a baseline file); sluice drift baseline "
+        "DATA --output FILE saves a baseline of DATA; sluice drift report REPORT.json renders "
+        "a saved report (--json, or GET /v2/models/{m}/drift).",
     )
     p.add_argument("reference", help="reference data or baseline file, or the word 'baseline'")
     p.add_argument("current", help="current data (or, after 'baseline', the reference data)")
@@ -90,6 +102,8 @@ def add_drift_parser(subparsers: Any) -> None:
     p.add_argument("--dataset-share", type=float, default=0.5)
     p.add_argument("--sample-cap", type=int, default=1_000_000, help="sorted reference sample")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--since", help="captured data: requests at or after this ISO time (UTC)")
+    p.add_argument("--until", help="captured data: requests before this ISO time (UTC)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.set_defaults(run=run_drift)
 
@@ -123,6 +137,8 @@ def drift_command(args: argparse.Namespace) -> DriftCommand:
         fail_on_drift=args.fail_on_drift,
         rule=rule,
         baseline=BaselineOptions(args.sample_cap, args.seed, max(1, args.threads)),
+        since=parse_time(args.since, "--since") if args.since else None,
+        until=parse_time(args.until, "--until") if args.until else None,
     )
 
 
@@ -134,8 +150,26 @@ def _writing(path: Path) -> Iterator[None]:
         raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
+def _render(command: DriftCommand) -> int:
+    """``sluice drift report REPORT.json``: the table, and the HTML with ``--html``."""
+    try:
+        body = json.loads(Path(command.current).read_text())
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {command.current}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{command.current}: not JSON: {exc}") from exc
+    report = report_from_json(body)
+    print(format_table(report))
+    if command.html_path is not None:
+        with _writing(command.html_path):
+            command.html_path.write_text(render_html(report))
+    return 1 if command.fail_on_drift and report.dataset_drifted else 0
+
+
 def execute(command: DriftCommand) -> int:
     """Run one command; prints the table (or a one-line summary for a baseline)."""
+    if command.reference == REPORT_COMMAND and not os.path.exists(REPORT_COMMAND):
+        return _render(command)
     if command.output is not None:
         table = read_table(command.current, command.features)
         baseline = build_baseline(table, command.baseline)
@@ -148,7 +182,7 @@ def execute(command: DriftCommand) -> int:
         if is_baseline_file(command.reference)
         else read_table(command.reference, command.features)
     )
-    current = read_table(command.current, command.features)
+    current = _current(command, reference)
     report = compare(reference, current, command.rule, command.baseline, command.features)
     print(format_table(report))
     if command.json_path is not None:
@@ -158,6 +192,23 @@ def execute(command: DriftCommand) -> int:
         with _writing(command.html_path):
             command.html_path.write_text(render_html(report))
     return 1 if command.fail_on_drift and report.dataset_drifted else 0
+
+
+def _current(command: DriftCommand, reference: Baseline | pa.Table) -> pa.Table:
+    """The current data: a Parquet/Arrow table, or captured requests as feature columns."""
+    if is_capture(command.current):
+        names = list(command.features or _numeric_features(reference))
+        captured = read_capture(command.current, command.since, command.until)
+        return capture_features(captured, names, command.current)
+    if command.since is not None or command.until is not None:
+        raise ConfigError("--since and --until apply to captured data (a capture directory)")
+    return read_table(command.current, command.features)
+
+
+def _numeric_features(reference: Baseline | pa.Table) -> list[str]:
+    if isinstance(reference, Baseline):
+        return [n for n, p in reference.profiles.items() if isinstance(p, NumericProfile)]
+    return [f.name for f in reference.schema if feature_kind(f.type) == "numeric"]
 
 
 def run_drift(args: argparse.Namespace) -> int:

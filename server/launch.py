@@ -32,6 +32,8 @@ from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
 from server.http.protocol import guarded_protocol
 from server.metrics import Metrics
+from server.monitoring.alerts import AlertSink, LoggingAlertSink
+from server.monitoring.monitor import Monitor
 from server.registry import exists as registry_exists
 from server.registry.catalog import RegistryCatalog
 from server.resources import usable_cores
@@ -67,7 +69,7 @@ def build_engine(settings: ServerSettings, catalog: Catalog | None = None) -> En
     ProcessCollector(registry=registry)
     catalog = catalog if catalog is not None else build_catalog(settings)
     placement = Placement(settings.cores_per_worker, settings.workers) if settings.cores else None
-    return Engine(catalog, Metrics(registry), settings.drain_timeout_s, placement)
+    return Engine(catalog, Metrics(registry), settings.drain_timeout_s, placement=placement)
 
 
 def start_deliverer(settings: ServerSettings) -> Deliverer:
@@ -101,13 +103,21 @@ class Service:
     """One worker's engine and edges on the running loop. ``stop`` may be called from any
     thread; ``run`` then drains and returns the exit code."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, alert_sink: AlertSink | None = None) -> None:
         self.settings = settings = resolve(settings)
         self.guard = build_guard(settings)
         self.catalog = build_catalog(settings)
         self.engine = build_engine(settings, self.catalog)
         self._watcher: asyncio.Task[None] | None = None
         self._deliverer: Deliverer | None = None
+        self._rollouts: asyncio.Task[None] | None = None
+        # Capture and online drift; drift alerts go to ``alert_sink``: by default the
+        # registry's outbox (so webhooks get them) when there is a registry, else the log.
+        sink = alert_sink or (
+            self.catalog if isinstance(self.catalog, RegistryCatalog) else LoggingAlertSink()
+        )
+        self.monitor = Monitor(self.engine.metrics.monitoring, sink, settings.capture_hash_key)
+        self.engine.observer = self.monitor
         self.http_port = 0
         self.grpc_port = 0
         self._http: _Server | None = None
@@ -124,11 +134,19 @@ class Service:
             self._watcher = asyncio.ensure_future(
                 watch_registry(self.engine, self.catalog, settings.registry_poll_s)
             )
+            from server.rollout.controller import Controller
+
+            self._rollouts = asyncio.ensure_future(Controller(self.engine, self.catalog).run())
         if settings.webhooks:
             self._deliverer = start_deliverer(settings)
         await self.engine.start()
         config = uvicorn.Config(
-            build_app(self.engine, settings.max_request_bytes, self.guard),
+            build_app(
+                self.engine,
+                settings.max_request_bytes,
+                self.guard,
+                drift_report=self.monitor.report,
+            ),
             lifespan="off",
             access_log=False,
             log_level=settings.log_level,
@@ -167,11 +185,14 @@ class Service:
             self._stop_grpc()
             if self._grpc_stopping is not None:
                 await self._grpc_stopping
-            if self._watcher is not None:
-                self._watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._watcher
+            for task in (self._watcher, self._rollouts):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             drained = await self.engine.stop()
+            # After the drain, so every answered request is in the queue: commit it all.
+            await asyncio.get_running_loop().run_in_executor(None, self.monitor.close)
             if isinstance(self.catalog, RegistryCatalog):
                 self.catalog.close()
             if self._deliverer is not None:

@@ -16,6 +16,7 @@ from prometheus_client.metrics import MetricWrapperBase
 # 50 µs .. ~6.5 s, doubling: covers one-row CPU runs up to queued large batches.
 DURATION_BUCKETS_US = tuple(50.0 * 2**i for i in range(18))
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+DISAGREEMENT_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0, 10.0)
 _LABELS = ("model", "version")
 
 
@@ -95,6 +96,27 @@ class Metrics:
             registry=registry,
         )
 
+        self.rollout_weight = Gauge(
+            "sluice_rollout_weight",
+            "Percent of the requests without a version that each version gets (rollouts)",
+            _LABELS,
+            registry=registry,
+        )
+        self.mirror_requests = Counter(
+            "sluice_mirror_requests",
+            "Requests copied to a rollout's mirror version, by result (compared, dropped, failed)",
+            (*_LABELS, "result"),
+            registry=registry,
+        )
+        self.mirror_disagreement = Histogram(
+            "sluice_mirror_disagreement",
+            "Largest relative difference between a mirrored answer and the served one",
+            _LABELS,
+            buckets=DISAGREEMENT_BUCKETS,
+            registry=registry,
+        )
+        self.monitoring = MonitoringMetrics(registry)
+
         # With --workers N each process has its own registry; this tells them apart.
         Gauge("sluice_worker_pid", "Process id of the worker that answered", registry=registry).set(
             os.getpid()
@@ -126,3 +148,69 @@ class Metrics:
         for family in families:
             with contextlib.suppress(KeyError):
                 family.remove(name, version)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureMetrics:
+    """The capture children of one model version (``dropped`` is labelled by reason)."""
+
+    rows: Counter
+    dropped: Counter
+    bytes: Counter
+    queue_rows: Gauge
+
+
+class MonitoringMetrics:
+    """Capture and online drift: what was kept, what was dropped, and the drift figures."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._rows = Counter(
+            "sluice_capture_rows",
+            "Captured requests written to committed Parquet files",
+            _LABELS,
+            registry=registry,
+        )
+        self._dropped = Counter(
+            "sluice_capture_dropped",
+            "Sampled requests not captured, by reason (queue_full, write_error)",
+            (*_LABELS, "reason"),
+            registry=registry,
+        )
+        self._bytes = Counter(
+            "sluice_capture_bytes",
+            "Bytes of committed capture files",
+            _LABELS,
+            registry=registry,
+        )
+        self._queue = Gauge(
+            "sluice_capture_queue_rows",
+            "Sampled requests waiting for the capture and drift worker",
+            _LABELS,
+            registry=registry,
+        )
+        self.drift = Gauge(
+            "sluice_drift",
+            "Latest online drift statistic of a feature against its baseline",
+            (*_LABELS, "feature", "statistic"),
+            registry=registry,
+        )
+        self.window_rows = Gauge(
+            "sluice_drift_window_rows",
+            "Rows in the online drift window at the latest evaluation",
+            _LABELS,
+            registry=registry,
+        )
+        self.state = Gauge(
+            "sluice_drift_state",
+            "Alert state of a feature: 0 ok, 1 insufficient_data, 2 pending, 3 firing, 4 resolved",
+            (*_LABELS, "feature"),
+            registry=registry,
+        )
+
+    def capture(self, name: str, version: str) -> CaptureMetrics:
+        return CaptureMetrics(
+            rows=self._rows.labels(name, version),
+            dropped=self._dropped,
+            bytes=self._bytes.labels(name, version),
+            queue_rows=self._queue.labels(name, version),
+        )

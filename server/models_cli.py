@@ -10,6 +10,7 @@
     sluice models deploy NAME --version V [--reason T] [--replace]
     sluice models undeploy NAME [--version V]      sluice models delete NAME --version V
     sluice models history NAME [--at TIME]
+    sluice models validate ... / sluice models rollout ...   (see server/rollout/cli.py)
     sluice audit verify
 
 Every subcommand takes ``--repository`` (default ``$SLUICE_REPOSITORY``, else ``./models``),
@@ -103,6 +104,7 @@ def add_models_parser(subparsers: Any) -> None:
     p.add_argument("name")
     p.add_argument("alias")
     p.add_argument("--version", type=int, required=True)
+    p.add_argument("--force", action="store_true", help="production without passing validation")
     _change(p)
     _common(p)
     p.set_defaults(run=_alias)
@@ -148,6 +150,10 @@ def add_models_parser(subparsers: Any) -> None:
     p.add_argument("--at", help="ISO 8601 time: what was deployed then, and who put it there")
     _common(p)
     p.set_defaults(run=_history)
+
+    from server.rollout.cli import add_rollout_commands
+
+    add_rollout_commands(sub, _common, _change)
 
 
 def add_audit_parser(subparsers: Any) -> None:
@@ -294,7 +300,12 @@ def _alias(args: argparse.Namespace) -> int:
     return _run(
         args,
         lambda reg: reg.alias(
-            args.name, args.alias, args.version, actor=_actor(args), reason=args.reason
+            args.name,
+            args.alias,
+            args.version,
+            actor=_actor(args),
+            reason=args.reason,
+            force=args.force,
         ),
     )
 

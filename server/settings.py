@@ -157,20 +157,124 @@ class RuntimeConfig:
         )
 
 
+DriftStatistic = Literal["psi", "js", "ks", "wasserstein_normed"]
+CaptureCompression = Literal["none", "snappy", "lz4", "zstd"]
+DRIFT_STATISTICS: tuple[DriftStatistic, ...] = ("psi", "js", "ks", "wasserstein_normed")
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureConfig:
+    """``[capture]``: which requests are kept as Parquet rows, and where.
+
+    Sampling is deterministic by request id, so a request is captured whole or not at all, on
+    every worker. ``columns_allow`` empty means every input and output tensor.
+    """
+
+    enabled: bool = False
+    sample_rate: float = 1.0
+    path: str = ""
+    max_file_mb: float = 64.0
+    max_file_seconds: float = 300.0
+    queue_rows: int = 10_000
+    include_outputs: bool = True
+    capture_errors: bool = False
+    columns_allow: tuple[str, ...] = ()
+    columns_deny: tuple[str, ...] = ()
+    hash_columns: tuple[str, ...] = ()
+    compression: CaptureCompression = "zstd"
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.sample_rate <= 1.0, "capture.sample_rate must be within 0..1")
+        _require(not self.enabled or bool(self.path), "capture.path is required when enabled")
+        _require(self.max_file_mb > 0, "capture.max_file_mb must be > 0")
+        _require(self.max_file_seconds > 0, "capture.max_file_seconds must be > 0")
+        _require(self.queue_rows >= 1, "capture.queue_rows must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class DriftConfig:
+    """``[drift]``: online drift of the sampled inputs against a baseline file.
+
+    A feature breaches when a statistic in ``statistics`` reaches its threshold (for a window of
+    at most ``small_sample_rows`` rows, when its Benjamini-Hochberg adjusted KS p-value is below
+    ``p_value``); it fires after ``alert_after`` breaches within the last ``alert_window``
+    evaluations and resolves after ``resolve_after`` clean ones in a row.
+    """
+
+    enabled: bool = False
+    baseline: str = ""
+    window_seconds: float = 300.0
+    evaluate_every_s: float = 60.0
+    min_rows: int = 100
+    reservoir_rows: int = 100_000
+    sample_rate: float = 1.0
+    statistics: tuple[DriftStatistic, ...] = ("psi",)
+    psi: float = 0.25
+    psi_warn: float = 0.1
+    wasserstein_normed: float = 0.1
+    js: float = 0.1
+    ks: float = 0.1
+    small_sample_rows: int = 1000
+    p_value: float = 0.05
+    dataset_share: float = 0.5
+    alert_after: int = 3
+    alert_window: int = 3
+    resolve_after: int = 3
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        # An empty baseline means the one registered with the model version (registry).
+        _require(self.window_seconds > 0, "drift.window_seconds must be > 0")
+        _require(self.evaluate_every_s > 0, "drift.evaluate_every_s must be > 0")
+        _require(
+            self.evaluate_every_s <= self.window_seconds,
+            "drift.evaluate_every_s must be <= drift.window_seconds",
+        )
+        _require(self.min_rows >= 1, "drift.min_rows must be >= 1")
+        _require(self.reservoir_rows >= 1, "drift.reservoir_rows must be >= 1")
+        _require(0.0 <= self.sample_rate <= 1.0, "drift.sample_rate must be within 0..1")
+        _require(len(self.statistics) >= 1, "drift.statistics must name at least one statistic")
+        for name in self.statistics:
+            _require(
+                name in DRIFT_STATISTICS,
+                f"drift.statistics: unknown statistic '{name}' "
+                f"(known: {', '.join(DRIFT_STATISTICS)})",
+            )
+        for key in (*DRIFT_STATISTICS, "psi_warn"):
+            _require(getattr(self, key) > 0, f"drift.{key} must be > 0")
+        _require(self.small_sample_rows >= 0, "drift.small_sample_rows must be >= 0")
+        _require(0.0 < self.p_value < 1.0, "drift.p_value must be between 0 and 1")
+        _require(0.0 < self.dataset_share <= 1.0, "drift.dataset_share must be in (0, 1]")
+        _require(
+            1 <= self.alert_after <= self.alert_window,
+            "drift.alert_after must be between 1 and drift.alert_window",
+        )
+        _require(self.resolve_after >= 1, "drift.resolve_after must be >= 1")
+
+    def threshold(self, statistic: DriftStatistic) -> float:
+        value: float = getattr(self, statistic)
+        return value
+
+
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     """Everything configurable about one model; ``config.toml`` maps onto it one-to-one."""
 
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "config") -> ModelConfig:
-        unknown = set(data) - {"batching", "runtime", "drift", "server"}
+        unknown = set(data) - {"batching", "runtime", "capture", "drift", "server"}
         _require(not unknown, f"{where}: unknown section(s) {sorted(unknown)}")
         return cls(
             batching=_build(BatchingConfig, data.get("batching", {}), f"{where} [batching]"),
             runtime=_build(RuntimeConfig, data.get("runtime", {}), f"{where} [runtime]"),
+            capture=_build(CaptureConfig, data.get("capture", {}), f"{where} [capture]"),
+            drift=_build(DriftConfig, data.get("drift", {}), f"{where} [drift]"),
         )
 
     @classmethod
@@ -194,6 +298,8 @@ class ServerSettings:
     grpc_transport: Literal["native", "aio"] = "native"
     drain_timeout_s: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Key of the keyed hash that [capture] hash_columns apply (SLUICE_CAPTURE_HASH_KEY).
+    capture_hash_key: str = field(default="", repr=False)
     default_model_config: ModelConfig = field(default_factory=ModelConfig)
     # A postgresql:// URL for a shared registry; "" means REPO/registry.db when it exists.
     registry: str = ""

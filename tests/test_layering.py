@@ -61,3 +61,24 @@ def test_security_imports_no_transport() -> None:
     for module in ("server.security.access", "server.security.tls"):
         loaded = _loaded_after(module)
         assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
+
+
+def test_rollout_imports_no_transport_and_the_engine_no_rollout() -> None:
+    loaded = _loaded_after("server.rollout.controller")
+    assert not {"starlette", "grpc", "uvicorn", "httpx"} & {m.split(".")[0] for m in loaded}
+    assert not any(m.startswith("server.rollout") for m in _loaded_after("server.engine.engine"))
+
+
+def test_engine_knows_monitoring_only_through_its_observer_protocol() -> None:
+    loaded = _loaded_after("server.engine.engine")
+    assert not any(m.startswith("server.monitoring") for m in loaded)
+
+
+def test_monitoring_imports_no_transport() -> None:
+    loaded = _loaded_after("server.monitoring.monitor")
+    assert not {"starlette", "grpc", "uvicorn"} & {m.split(".")[0] for m in loaded}
+
+
+def test_serving_loads_no_numba_or_pyarrow_until_a_model_monitors() -> None:
+    loaded = _loaded_after("server.launch")
+    assert not {"numba", "pyarrow"} & {m.split(".")[0] for m in loaded}

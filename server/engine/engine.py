@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from server import __version__
 from server.errors import ModelNotFound, ModelNotReady, SluiceError
@@ -19,10 +19,13 @@ from server.metrics import Metrics
 from server.tensors import Tensor, TensorSpec
 
 from .catalog import Catalog
+from .mirror import Mirror
 from .models import ModelVersion
+from .observer import InferenceObserver, Observation, ObservedModel
 from .placement import Placement
 from .repository import ModelPlan, ModelSource
 from .requests import InferRequest, InferResponse, ModelIndexEntry
+from .routing import Router
 from .stats import ModelStatistics
 
 log = logging.getLogger(__name__)
@@ -65,11 +68,25 @@ class Served:
     """One model's live versions and its default; replaced whole on a swap, so a request
     sees either the old set or the new one."""
 
-    __slots__ = ("default", "versions")
+    __slots__ = ("default", "router", "versions")
 
-    def __init__(self, versions: dict[str, ModelVersion], default: str) -> None:
+    def __init__(
+        self, versions: dict[str, ModelVersion], default: str, router: Router | None = None
+    ) -> None:
         self.versions = versions
         self.default = default
+        self.router = router  # a rollout's split and mirror; None: every request to default
+
+
+def _observed(version: ModelVersion) -> ObservedModel:
+    return ObservedModel(
+        version.name,
+        version.version,
+        version.config,
+        version.inputs,
+        version.outputs,
+        version.batching,
+    )
 
 
 def _ordered(versions: Iterable[str]) -> list[str]:
@@ -89,12 +106,14 @@ class Engine:
         catalog: Catalog,
         metrics: Metrics,
         drain_timeout_s: float = 30.0,
+        observer: InferenceObserver | None = None,
         placement: Placement | None = None,
     ) -> None:
         self.catalog = catalog
         self.placement = placement or Placement.whole_process()
         self.metrics = metrics
         self.drain_timeout_s = drain_timeout_s
+        self.observer = observer  # capture and online drift (monitoring), when on
         self._served: dict[str, Served] = {}
         self._known: dict[str, list[str]] = {}
         self._failed: dict[str, str] = {}
@@ -105,6 +124,7 @@ class Engine:
         self._retiring: set[asyncio.Task[bool]] = set()
         self._started = False
         self._stopping = False
+        self.mirror = Mirror(metrics)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -118,6 +138,7 @@ class Engine:
         self._stopping = True
         versions = [v for served in self._served.values() for v in served.versions.values()]
         self._served.clear()
+        await self.mirror.stop()
         results = await asyncio.gather(*(v.stop(self.drain_timeout_s) for v in versions))
         if self._retiring:
             results += await asyncio.gather(*self._retiring)
@@ -171,6 +192,9 @@ class Engine:
                 await asyncio.gather(
                     *(v.stop(self.drain_timeout_s) for v in served.versions.values())
                 )
+                if self.observer is not None:
+                    for version in served.versions.values():
+                        self.observer.detach(version.name, version.version)
         log.info("model '%s' unloaded%s", name, f" by '{actor}'" if actor else "")
         await self._report("unload", name, None, "", actor)
 
@@ -216,7 +240,7 @@ class Engine:
                     self._failed[name] = "; ".join(failures) or "no version loaded"
                 return
             default = plan.default if plan.default in keep else _ordered(keep)[-1]
-            self._served[name] = Served(keep, default)
+            self._served[name] = Served(keep, default, self._router(plan, keep))
             self._failed.pop(name, None)
             for version, previous in have.items():
                 if keep.get(version) is not previous:
@@ -231,6 +255,8 @@ class Engine:
         metrics = self.metrics.model(source.name, source.version)
         try:
             version = await loop.run_in_executor(None, ModelVersion, source, metrics)
+            if self.observer is not None:
+                await loop.run_in_executor(None, self.observer.attach, _observed(version))
         except SluiceError as exc:
             self._broken[key] = exc.message
             failures.append(exc.message)
@@ -266,14 +292,34 @@ class Engine:
         except SluiceError as exc:
             log.error("could not record %s of model '%s': %s", action, name, exc.message)
 
+    def _router(self, plan: ModelPlan, keep: dict[str, ModelVersion]) -> Router | None:
+        """The rollout's split over the versions that loaded (and the weight gauges)."""
+        weights = {v: w for v, w in plan.weights.items() if v in keep}
+        for version in keep:
+            self.metrics.rollout_weight.labels(plan.name, version).set(weights.get(version, 0))
+        mirror = plan.mirror if plan.mirror in keep else ""
+        router = Router(weights, plan.sticky, mirror, plan.mirror_percent)
+        return router if sum(weights.values()) > 0 else None
+
+    def sticky_header(self, name: str) -> str:
+        """The header (lower case) whose value keeps a caller on one version of ``name``
+        during a rollout; empty when none. Edges pass its value as ``routing_key``."""
+        served = self._served.get(name)
+        return served.router.sticky if served is not None and served.router else ""
+
     def _retire(self, old: ModelVersion) -> None:
         task = asyncio.get_running_loop().create_task(old.stop(self.drain_timeout_s))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
+        if self.observer is not None:
+            observer = self.observer
+            task.add_done_callback(lambda _: observer.detach(old.name, old.version))
 
     # -- lookup ---------------------------------------------------------------------------
 
-    def get(self, name: str, version: str = "") -> ModelVersion:
+    def get(self, name: str, version: str = "", key: str | None = None) -> ModelVersion:
+        """The version named, else the default; for an inference request (``key`` given,
+        possibly empty) during a rollout, the rollout's pick (sticky by ``key``)."""
         served = self._served.get(name)
         if served is None:
             if name in self._failed:
@@ -292,6 +338,10 @@ class Engine:
                 )
         else:
             model = served.versions[served.default]
+            if served.router is not None and key is not None:
+                picked = served.versions.get(served.router.pick(key))
+                if picked is not None and picked.state == "READY":
+                    model = picked
         if model.state != "READY":
             raise ModelNotReady(f"model '{name}' is {model.state.lower()}")
         return model
@@ -306,7 +356,7 @@ class Engine:
     # -- inference ------------------------------------------------------------------------
 
     async def infer(self, request: InferRequest) -> InferResponse:
-        model = self.get(request.model, request.version)
+        model = self.get(request.model, request.version, request.routing_key or request.id)
         metrics = model.metrics
         started = time.perf_counter_ns()
         try:
@@ -320,6 +370,8 @@ class Engine:
             elapsed = time.perf_counter_ns() - started
             model.stats.fail.add(elapsed)
             metrics.failure.labels(model.name, model.version, type(exc).__name__).inc()
+            if self.observer is not None:
+                self._observe(model, request, None, exc, elapsed)
             raise
         except asyncio.CancelledError:  # the client went away or the edge cancelled the call
             metrics.failure.labels(model.name, model.version, "Cancelled").inc()
@@ -329,14 +381,39 @@ class Engine:
         model.stats.last_inference_ms = time.time_ns() // 1_000_000
         metrics.success.inc()
         metrics.request_us.observe(elapsed / 1000)
+        if not request.version:
+            self._shadow(model, request, arrays)
         names = request.outputs or tuple(arrays)
         specs = model.outputs
-        return InferResponse(
-            model.name,
-            model.version,
-            request.id,
-            [Tensor(name, specs[name].datatype, arrays[name]) for name in names],
+        outputs = [Tensor(name, specs[name].datatype, arrays[name]) for name in names]
+        if self.observer is not None:
+            self._observe(model, request, outputs, None, elapsed)
+        return InferResponse(model.name, model.version, request.id, outputs)
+
+    def _observe(
+        self,
+        model: ModelVersion,
+        request: InferRequest,
+        outputs: list[Tensor] | None,
+        error: SluiceError | None,
+        elapsed_ns: int,
+    ) -> None:
+        assert self.observer is not None
+        observation = Observation(
+            model.name, model.version, request, outputs, error, elapsed_ns, time.time_ns()
         )
+        self.observer.observe(observation)
+
+    def _shadow(self, model: ModelVersion, request: InferRequest, arrays: dict[str, Any]) -> None:
+        """A rollout's mirror: queue a copy of this request for the mirror version."""
+        served = self._served.get(model.name)
+        router = served.router if served is not None else None
+        if router is not None and router.mirrored(model.version):
+            assert served is not None
+            target = served.versions.get(router.mirror)
+            if target is not None and target.state == "READY":
+                waiting = model.batcher.queued if model.batcher is not None else 0
+                self.mirror.offer(target, request.inputs, arrays, waiting)
 
     # -- metadata -------------------------------------------------------------------------
 

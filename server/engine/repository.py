@@ -6,7 +6,7 @@ A repository's model may carry ``REPO/<name>/config.toml``; without a registry t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.errors import ConfigError, ModelNotFound
@@ -32,6 +32,13 @@ class ModelPlan:
     name: str
     versions: dict[str, ModelSource]
     default: str
+    # A rollout's traffic policy: percent of the requests without a version per version
+    # (empty: all to ``default``), the version that gets a copy of ``mirror_percent`` of
+    # them, and the header whose value keeps one caller on one version.
+    weights: dict[str, int] = field(default_factory=dict)
+    mirror: str = ""
+    mirror_percent: int = 0
+    sticky: str = ""
 
 
 class Repository:

@@ -24,6 +24,9 @@ class InferRequest:
     # Edges that can cancel the awaiting task instead (gRPC) leave it unset.
     client_gone: Callable[[], bool] | None = None
     actor: str = ""  # the authenticated token's name (the audit trail's actor); "" anonymous
+    # During a sticky rollout: the value of the rollout's header, so one caller sees one
+    # version (the request id when empty).
+    routing_key: str = ""
 
 
 @dataclass(slots=True)

@@ -108,9 +108,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Any
     ) -> pb.ModelInferResponse:
-        decoded = decode_request(request, context.time_remaining())
-        decoded.actor = self._actor(context)
-        return encode_response(await self._engine.infer(decoded))
+        infer = decode_request(request, context.time_remaining())
+        infer.actor = self._actor(context)
+        infer.routing_key = self._routing_key(infer.model, context)
+        response = await self._engine.infer(infer)
+        return encode_response(response)
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: Any
@@ -150,13 +152,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         answers: asyncio.Queue[pb.ModelStreamInferResponse | None],
     ) -> None:
         try:
-            decoded = decode_request(request, context.time_remaining())
-            decoded.actor = self._actor(context)
-            response = await self._engine.infer(decoded)
+            infer = decode_request(request, context.time_remaining())
+            infer.actor = self._actor(context)
+            infer.routing_key = self._routing_key(infer.model, context)
+            response = await self._engine.infer(infer)
         except Exception as exc:
             answers.put_nowait(stream_answer(request, None, status_of(exc)[1]))
         else:
             answers.put_nowait(stream_answer(request, response))
+
+    def _routing_key(self, model: str, context: Any) -> str:
+        """The value of the model's sticky rollout header, when it has one."""
+        header = self._engine.sticky_header(model)
+        if header:
+            for key, value in context.invocation_metadata() or ():
+                if key == header:
+                    return str(value)
+        return ""
 
     @answered
     async def ModelConfig(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -38,12 +39,19 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return Response(INTERNAL, 500, media_type="application/json")
 
 
+DriftReports = Callable[[str, str], Mapping[str, Any] | None]
+
+
 def build_app(
-    engine: Engine, max_request_bytes: int = 64 * 1024 * 1024, guard: Guard | None = None
+    engine: Engine,
+    max_request_bytes: int = 64 * 1024 * 1024,
+    guard: Guard | None = None,
+    drift_report: DriftReports | None = None,
 ) -> SluiceApp:
     """The ASGI application for ``engine``. Handlers raise ``SluiceError``; one exception
     handler turns it into ``{"error": ...}`` with its status. ``guard`` checks every
-    request's token and scope on its headers (None: no check)."""
+    request's token and scope on its headers (None: no check). ``drift_report(model,
+    version)`` answers ``GET /v2/models/{m}/drift`` (the latest online drift evaluation)."""
 
     def model_args(request: Request) -> tuple[str, str]:
         params = request.path_params
@@ -98,6 +106,14 @@ def build_app(
         await engine.unload(request.path_params["model"], actor=request.scope.get(ACTOR, ""))
         return JSONResponse({})
 
+    async def model_drift(request: Request) -> Response:
+        name, version = model_args(request)
+        engine.get(name, version)
+        report = drift_report(name, version) if drift_report is not None else None
+        if report is None:
+            raise ModelNotFound(f"model '{name}' has no online drift evaluation (yet)")
+        return JSONResponse(report)
+
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(engine.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -120,6 +136,8 @@ def build_app(
         Route("/v2/repository/models/{model:str}/load", repository_load, methods=["POST"]),
         Route("/v2/repository/models/{model:str}/unload", repository_unload, methods=["POST"]),
         Route("/metrics", metrics),
+        Route(model + "/drift", model_drift),
+        Route(versioned + "/drift", model_drift),
     ]
     handlers = {SluiceError: _sluice_error, Exception: _unexpected}
     router = Starlette(routes=routes, exception_handlers=handlers)

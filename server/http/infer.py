@@ -26,6 +26,13 @@ _HEADER_LENGTH = b"inference-header-content-length"
 _LINGER_BYTES = 64 * 1024 * 1024
 
 
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
 def parse_infer_path(path: str) -> tuple[str, str] | None:
     """``/v2/models/{m}[/versions/{v}]/infer`` → (model, version), else None."""
     parts = path.split("/")
@@ -67,6 +74,9 @@ class InferHandler:
             body = await self._read_body(receive)
             request, wants_binary = decode_request(model, version, body, header_length)
             request.actor = scope.get(ACTOR, "")
+            sticky = self.engine.sticky_header(model)
+            if sticky:
+                request.routing_key = _header(scope, sticky.encode())
             response = await self._infer_unless_disconnected(request, receive)
             payload, json_length = encode_response(response, wants_binary)
         except _ClientGone:

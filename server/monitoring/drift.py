@@ -104,7 +104,7 @@ def _verdict(value: float, threshold: float, below: bool) -> bool | None:
     return value < threshold if below else value >= threshold
 
 
-def _edge_labels(edges: FloatArray) -> tuple[str, ...]:
+def edge_labels(edges: FloatArray) -> tuple[str, ...]:
     if edges.size == 0:
         return ()
     shown = [f"{edge:.4g}" for edge in edges]
@@ -152,7 +152,7 @@ def numeric_drift(
         drifted = _verdict(stats[name], rule.numeric_threshold, False)
         text = f"{name} >= {rule.numeric_threshold:g}"
     histogram = Histogram(
-        _edge_labels(profile.edges), tuple(profile.proportions.tolist()), tuple(shares.tolist())
+        edge_labels(profile.edges), tuple(profile.proportions.tolist()), tuple(shares.tolist())
     )
     return FeatureDrift("numeric", stats, drifted, text, profile.rows, column.rows, histogram)
 

@@ -35,6 +35,7 @@ from server.monitoring.columns import (
 from server.monitoring.drift import (
     DriftRule,
     FeatureDrift,
+    Histogram,
     categorical_drift,
     failed,
     numeric_drift,
@@ -214,3 +215,42 @@ def report_json(report: DriftReport) -> ReportJson:
         "dataset_drifted": report.dataset_drifted,
         "skipped": dict(report.skipped),
     }
+
+
+def report_from_json(body: Any) -> DriftReport:
+    """A report back from ``report_json``'s body (or ``GET /v2/models/{m}/drift``'s, which
+    adds window and alert fields): ``InvalidInput`` when it is not one."""
+    try:
+        features = {}
+        for name, entry in body["features"].items():
+            keys = NUMERIC_KEYS if entry["kind"] == "numeric" else CATEGORICAL_KEYS
+            statistics = {
+                key: math.nan if entry.get(key) is None else float(entry[key])
+                for key in keys
+                if key in entry
+            }
+            shown = entry.get("histogram")
+            histogram = None
+            if shown is not None:
+                histogram = Histogram(
+                    tuple(shown["labels"]), tuple(shown["reference"]), tuple(shown["current"])
+                )
+            features[str(name)] = FeatureDrift(
+                entry["kind"],
+                statistics,
+                entry["drifted"],
+                entry["rule"],
+                int(entry["reference_rows"]),
+                int(entry["current_rows"]),
+                histogram,
+                entry.get("error"),
+            )
+        share = body["drift_share"]
+        return DriftReport(
+            features,
+            math.nan if share is None else float(share),
+            bool(body["dataset_drifted"]),
+            dict(body.get("skipped", {})),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInput(f"not a drift report: {exc!r}") from exc

@@ -101,6 +101,21 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (seq, url)
 );
+CREATE TABLE IF NOT EXISTS rollouts (
+    name TEXT PRIMARY KEY,
+    baseline INTEGER NOT NULL,
+    candidate INTEGER NOT NULL,
+    weight INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
 """
 
 

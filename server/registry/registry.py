@@ -29,6 +29,7 @@ from .records import (
     now,
     parse_time,
 )
+from .rollouts import check_gate
 
 PRODUCTION = "production"
 _PAST = {
@@ -177,20 +178,30 @@ class Registry:
             self._change(tx, "untag", name, version, actor, reason, info["sha256"], detail=detail)
 
     def alias(
-        self, name: str, alias: str, version: int, *, actor: str = "", reason: str = ""
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        actor: str = "",
+        reason: str = "",
+        force: bool = False,
     ) -> None:
-        """Point ``alias`` at ``version`` (moving it if it pointed elsewhere)."""
+        """Point ``alias`` at ``version`` (moving it if it pointed elsewhere). ``production``
+        needs a passing validation record, or ``force`` with a reason (audited)."""
         check_alias(alias)
         with self.db.write() as tx:
             info = self._row(tx, name, version)
             if info["archived"]:
                 raise Conflict(f"model '{name}' version {version} is archived: cannot alias it")
+            forced = check_gate(info, force, reason) if alias == PRODUCTION else ""
             tx.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
             tx.execute(
                 "INSERT INTO aliases (name, alias, version) VALUES (?, ?, ?)",
                 (name, alias, version),
             )
-            self._change(tx, "alias", name, version, actor, reason, info["sha256"], detail=alias)
+            detail = f"{alias}; {forced}" if forced else alias
+            self._change(tx, "alias", name, version, actor, reason, info["sha256"], detail=detail)
 
     def unalias(self, name: str, alias: str, *, actor: str = "", reason: str = "") -> None:
         with self.db.write() as tx:

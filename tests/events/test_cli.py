@@ -82,7 +82,7 @@ def test_list_shows_events_before_any_webhook(
     model_file: Path,
 ) -> None:  # fmt: skip
     registry.register("fraud", model_file)
-    registry.alias("fraud", "production", 1)
+    registry.alias("fraud", "production", 1, force=True, reason="test")
     code, out, _ = run(capsys, "events", "list", "--json", *where(repo, database))
     assert code == 0
     rows = json.loads(out)

@@ -30,7 +30,7 @@ def test_server_delivers_events_and_resumes_after_restart(
         }
         with LiveServer(repo, **settings):
             with open_registry(repo, database) as reg:
-                reg.alias("m", "production", 1, actor="ana", reason="go live")
+                reg.alias("m", "production", 1, actor="ana", reason="go live", force=True)
             got = receiver.wait_for(3)  # 500, 500, then 200: retried twice
         assert all(r.verified for r in got)
         assert len({r.id for r in got}) == 1

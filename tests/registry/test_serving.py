@@ -79,7 +79,7 @@ def test_serves_deployed_versions_and_notices_changes(
     assert took < 2.0
     assert infer(live.url)[0] == "2"  # no alias: the highest deployed
     assert infer(live.url, "1")[0] == "1"
-    reg.alias("m", "production", 1)
+    reg.alias("m", "production", 1, force=True, reason="test")
     wait_for(lambda: infer(live.url)[0] == "1", 2.0)
     reg.undeploy("m", 1)
     wait_for(lambda: infer(live.url)[0] == "2", 2.0)

@@ -87,7 +87,7 @@ def test_delete_is_refused_while_deployed_or_aliased(
 ) -> None:
     registry.register("m", model_file)
     registry.deploy("m", 1)
-    registry.alias("m", "production", 1)
+    registry.alias("m", "production", 1, force=True, reason="test")
     with pytest.raises(Conflict, match=r"deployed .* alias\(es\) production"):
         registry.delete("m", 1)
     registry.undeploy("m", 1)
@@ -106,7 +106,7 @@ def test_deploy_replace_undeploys_the_others(registry: Registry, model_file: Pat
     registry.deploy("m", 2)
     (served,) = registry.served()
     assert [v.version for v in served.versions] == [1, 2] and served.default == 2
-    registry.alias("m", "production", 1)
+    registry.alias("m", "production", 1, force=True, reason="test")
     assert registry.served()[0].default == 1
     registry.deploy("m", 3, replace=True)
     (served,) = registry.served()

@@ -75,7 +75,7 @@ def test_registry_name_alias_and_version_resolve(
     with open_registry(repo) as reg:
         reg.register("mlp", model_path)
         reg.register("mlp", model_path)
-        reg.alias("mlp", "production", 1)
+        reg.alias("mlp", "production", 1, force=True, reason="test")
     argv = ["--repository", str(repo), "--input", str(inputs), "--keep", "id"]
     for spec, version in (("mlp", "1"), ("mlp@production", "1"), ("mlp:2", "2")):
         out = tmp_path / spec.replace("@", "_").replace(":", "_")

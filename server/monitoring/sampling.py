@@ -1,0 +1,28 @@
+"""Deterministic sampling by request id: the same id is kept or not on every worker."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from server.engine.observer import Observation
+
+_SCALE = float(2**64)
+
+
+def sample_point(request_id: str) -> float:
+    """The id's point in [0, 1): the first 8 bytes of its BLAKE2b digest, big-endian, / 2**64.
+    A request is sampled at rate r when its point is below r, so a request kept at 10% is also
+    kept at 50%."""
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _SCALE
+
+
+@dataclass(slots=True)  # built on the event loop: a frozen __init__ costs more
+class Sampled:
+    """A sampled request on its way to the monitor's worker, with the id it was sampled by
+    and that id's sampling point."""
+
+    observation: Observation
+    request_id: str
+    point: float

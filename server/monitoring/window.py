@@ -1,0 +1,127 @@
+"""The online drift window of one feature: time slices of bin counts and reservoirs.
+
+The window is ``ceil(window_seconds / slice_seconds)`` slices. Each slice counts every value
+it is given (rows, nulls, infinities, values outside the reference range, and finite values
+per reference bin, so PSI and JS are exact over the whole window) and keeps a uniform
+reservoir sample of its finite values for KS and Wasserstein (Algorithm R, seeded). Memory is
+bounded by the reservoir size whatever the traffic. While no slice's reservoir is full, the
+window holds every value, so its statistics equal ``sluice drift`` over the same rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from kernels.window import window_pass
+from server.monitoring.profile import NumericProfile
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class _Slice:
+    number: int
+    reservoir: FloatArray
+    bins: IntArray
+    rng: np.random.Generator
+    rows: int = 0
+    nulls: int = 0
+    nonfinite: int = 0
+    outside: int = 0
+    finite: int = 0  # finite values seen (the reservoir holds min(finite, cap))
+
+
+@dataclass(frozen=True, slots=True)
+class WindowView:
+    """The window's current contents, as an evaluation needs them."""
+
+    rows: int
+    nulls: int
+    nonfinite: int
+    outside: int
+    bins: IntArray
+    sorted_sample: FloatArray
+    finite: int
+
+    @property
+    def saturated(self) -> bool:
+        return bool(self.sorted_sample.shape[0] < self.finite)
+
+
+@dataclass(slots=True)
+class FeatureWindow:
+    """Sliding window of one numeric feature; ``add`` and ``view`` take the slice number
+    (``floor(time / slice_seconds)``) so time is the caller's."""
+
+    profile: NumericProfile
+    slices: int
+    reservoir_rows: int
+    seed: int = 0
+    _ring: dict[int, _Slice] = field(default_factory=dict)
+
+    def add(self, values: FloatArray, number: int) -> None:
+        current = self._slice(number)
+        scratch = np.empty(values.shape[0])
+        profile = self.profile
+        nans, infs, outside, count = window_pass(
+            values, profile.edges, profile.minimum, profile.maximum, current.bins, scratch
+        )
+        current.rows += values.shape[0]
+        current.nulls += nans
+        current.nonfinite += infs
+        current.outside += outside
+        _reservoir_add(current, scratch[:count])
+
+    def view(self, number: int) -> WindowView:
+        """The slices within the window ending at slice ``number`` (older ones are dropped)."""
+        for old in [n for n in self._ring if n <= number - self.slices]:
+            del self._ring[old]
+        live = [s for s in self._ring.values() if s.number <= number]
+        bins = np.zeros(self.profile.edges.shape[0] + 1, dtype=np.int64)
+        samples = [s.reservoir[: min(s.finite, s.reservoir.shape[0])] for s in live]
+        for s in live:
+            bins += s.bins
+        sample = np.sort(np.concatenate(samples)) if samples else np.empty(0)
+        return WindowView(
+            rows=sum(s.rows for s in live),
+            nulls=sum(s.nulls for s in live),
+            nonfinite=sum(s.nonfinite for s in live),
+            outside=sum(s.outside for s in live),
+            bins=bins,
+            sorted_sample=sample,
+            finite=sum(s.finite for s in live),
+        )
+
+    def _slice(self, number: int) -> _Slice:
+        found = self._ring.get(number)
+        if found is None:
+            cap = max(1, math.ceil(self.reservoir_rows / self.slices))
+            found = _Slice(
+                number,
+                np.empty(cap),
+                np.zeros(self.profile.edges.shape[0] + 1, dtype=np.int64),
+                np.random.default_rng([self.seed, number]),
+            )
+            self._ring[number] = found
+        return found
+
+
+def _reservoir_add(target: _Slice, finite: FloatArray) -> None:
+    """Algorithm R over a chunk: fill free slots, then value ``i`` (0-based over the slice's
+    stream) enters with probability ``cap / (i + 1)`` and replaces a uniformly chosen slot."""
+    cap = target.reservoir.shape[0]
+    seen = target.finite
+    free = max(0, min(cap - seen, finite.shape[0]))
+    target.reservoir[seen : seen + free] = finite[:free]
+    rest = finite[free:]
+    if rest.shape[0]:
+        index = np.arange(seen + free + 1, seen + free + rest.shape[0] + 1, dtype=np.float64)
+        enters = target.rng.random(rest.shape[0]) * index < cap
+        chosen = rest[enters]
+        target.reservoir[target.rng.integers(0, cap, chosen.shape[0])] = chosen
+    target.finite = seen + finite.shape[0]
