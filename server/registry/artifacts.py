@@ -18,8 +18,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.fs as pafs
-
 from server.errors import ConfigError, ModelNotReady
 
 MODEL_FILE = "model.onnx"
@@ -49,6 +47,8 @@ class Staged:
 
 class ArtifactStore:
     def __init__(self, root: str) -> None:
+        import pyarrow.fs as pafs  # lazily: a server without a registry never loads pyarrow
+
         if "://" in root:
             self.fs, self.root = pafs.FileSystem.from_uri(root)
         else:
@@ -81,6 +81,8 @@ class ArtifactStore:
 
     def publish(self, staged: Staged, version: int) -> None:
         """Rename the staging directory onto the version (call with the write lock held)."""
+        import pyarrow.fs as pafs
+
         target = self.version_dir(staged.name, version)
         if self.fs.get_file_info(target).type != pafs.FileType.NotFound:
             self.fs.delete_dir(target)  # an orphan of a register killed before its commit
@@ -89,16 +91,22 @@ class ArtifactStore:
             _fsync_dir(Path(target).parent)
 
     def discard(self, staged: Staged) -> None:
+        import pyarrow.fs as pafs
+
         if self.fs.get_file_info(staged.directory).type != pafs.FileType.NotFound:
             self.fs.delete_dir(staged.directory)
 
     def remove(self, name: str, version: int) -> None:
+        import pyarrow.fs as pafs
+
         target = self.version_dir(name, version)
         if self.fs.get_file_info(target).type != pafs.FileType.NotFound:
             self.fs.delete_dir(target)
 
     def sweep(self, name: str, older_than_s: float = 3600.0) -> None:
         """Remove staging directories left by registers killed an hour or more ago."""
+        import pyarrow.fs as pafs
+
         selector = pafs.FileSelector(f"{self.root}/{name}", allow_not_found=True)
         cutoff = time.time() - older_than_s
         for info in self.fs.get_file_info(selector):

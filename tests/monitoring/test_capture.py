@@ -177,7 +177,7 @@ def test_a_reloaded_model_keeps_capturing_and_commits_the_old_file(tmp_path: Pat
         tmp_path / "repo", {"m": models.identity("FP32")}, {"m": _capture(cap)}
     )
     body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]}
-    with LiveServer(repo) as live:
+    with LiveServer(repo, model_control=True) as live:
         url = f"http://{live.url}/v2/models/m/infer"
         assert _post(url, {**body, "id": "before"}) == 200
         assert _post(f"http://{live.url}/v2/repository/models/m/load", {}) == 200

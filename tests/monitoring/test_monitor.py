@@ -111,7 +111,6 @@ def test_files_commit_by_age_and_by_hour(tmp_path: Path) -> None:
     [
         ("capture", {"sample_rate": 1.5}, "capture.sample_rate"),
         ("capture", {"enabled": True}, "capture.path"),
-        ("drift", {"enabled": True}, "drift.baseline"),
         ("drift", {"statistics": ["psi", "mean"]}, "[drift] statistics: must be one of"),
         ("drift", {"psi": -1.0}, "drift.psi must be > 0"),
         ("drift", {"alert_after": 4, "alert_window": 3}, "drift.alert_after"),
@@ -131,6 +130,13 @@ def test_hash_columns_without_a_key_fail_the_load(tmp_path: Path) -> None:
     )
     monitor = Monitor(Metrics(CollectorRegistry()).monitoring, _Recorder())
     with pytest.raises(ConfigError, match="model 'm' \\[capture\\] hash_columns needs a key"):
+        monitor.attach(_model(config))
+
+
+def test_drift_without_a_baseline_fails_the_load() -> None:
+    config = ModelConfig(drift=DriftConfig(enabled=True))
+    monitor = Monitor(Metrics(CollectorRegistry()).monitoring, _Recorder())
+    with pytest.raises(ConfigError, match="model 'm' \\[drift\\] needs a baseline"):
         monitor.attach(_model(config))
 
 
