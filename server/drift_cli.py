@@ -48,6 +48,7 @@ from server.monitoring.html import render_html
 from server.monitoring.profile import NumericProfile
 from server.monitoring.report import compare, report_from_json, report_json
 from server.monitoring.table import format_table
+from server.resources import usable_cores
 
 BASELINE_COMMAND = "baseline"
 REPORT_COMMAND = "report"
@@ -104,7 +105,7 @@ def add_drift_parser(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--since", help="captured data: requests at or after this ISO time (UTC)")
     p.add_argument("--until", help="captured data: requests before this ISO time (UTC)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--threads", type=int, default=usable_cores().count)
     p.set_defaults(run=run_drift)
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import blake3
 
+from server.resources import usable_cores
+
 _SMALL = 1 << 20  # below this, one read beats mmap and thread start-up
 
 
@@ -70,7 +72,7 @@ class Hasher:
         if len(files) == 1:
             digests = [self._file(files[0])]
         else:
-            with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            with ThreadPoolExecutor(min(8, usable_cores().count)) as pool:
                 digests = list(pool.map(self._file, files))
         return {f.relative_to(root).as_posix(): d for f, d in zip(files, digests, strict=True)}
 

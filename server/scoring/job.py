@@ -7,13 +7,13 @@ against it.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Protocol, TextIO
 
 from server.engine.session import OrtSession
 from server.errors import ConfigError
+from server.resources import usable_cores
 from server.scoring.inputs import InputFile, discover
 from server.scoring.local_engine import LocalEngine, Pending
 from server.scoring.manifest import JobIdentity, Manifest
@@ -40,7 +40,7 @@ def score(options: ScoreOptions, stream: TextIO | None = None) -> Summary:
     model = resolve_model(options.model, options.repository, options.registry)
     files = discover(options.inputs)
     _check_output_location(options.output, options.inputs)
-    runtime = scoring_runtime(model.runtime, options, os.cpu_count() or 1)
+    runtime = scoring_runtime(model.runtime, options, usable_cores().count)
     session = OrtSession(model.path, runtime, model.name)
     mapping = build_mapping(files[0].schema(), session.inputs, options.features, options.keep)
     for file in files[1:]:
