@@ -17,13 +17,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.loadgen.closed_loop import ClosedLoop
 from benchmarks.loadgen.harness import environment, log, save_result
 from benchmarks.loadgen.payloads import binary_payload
 from benchmarks.models import mlp, save
@@ -116,42 +116,26 @@ def register_round(model: Path, database: str | None, writers: int, total: int) 
     }
 
 
-class Load:
-    """Closed-loop HTTP binary clients on keep-alive connections, recording (end time, latency,
-    served version) for every request."""
+class Load(ClosedLoop):
+    """Binary 1-row requests, recording (end time, latency, served version) of each answer."""
 
     def __init__(self, port: int, clients: int) -> None:
         self.payload = binary_payload(1)
-        self.port = port
+        super().__init__(port, clients, self.payload.headers, "/v2/models/m/infer")
         self.samples: list[tuple[float, float, str]] = []
         self.errors = 0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
 
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
+    def body(self, i: int) -> bytes:
+        return self.payload.body
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
-
-    def _run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = self.payload.headers
-        while not self._stop.is_set():
-            started = time.perf_counter()
-            conn.request("POST", "/v2/models/m/infer", self.payload.body, headers)
-            response = conn.getresponse()
-            body = response.read()
-            ended = time.perf_counter()
-            if response.status != 200:
-                self.errors += 1
-                continue
-            head = json.loads(body[: int(response.headers["Inference-Header-Content-Length"])])
-            self.samples.append((ended, ended - started, head["model_version"]))
+    def record(
+        self, response: http.client.HTTPResponse, body: bytes, started: float, ended: float
+    ) -> None:
+        if response.status != 200:
+            self.errors += 1
+            return
+        head = json.loads(body[: int(response.headers["Inference-Header-Content-Length"])])
+        self.samples.append((ended, ended - started, head["model_version"]))
 
     def window(self, since: float, until: float) -> list[float]:
         return [lat for end, lat, _ in list(self.samples) if since <= end < until]

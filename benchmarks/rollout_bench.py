@@ -16,12 +16,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import wrk
+from benchmarks.loadgen.closed_loop import ClosedLoop
 from benchmarks.loadgen.harness import environment, log, save_result, write_bodies
 from benchmarks.loadgen.payloads import binary_payload
 from benchmarks.models import lookup_mlp, mlp, save
@@ -95,7 +95,7 @@ def _mirrored(port: int) -> dict[str, float]:
     return counts
 
 
-class Poisoned:
+class Poisoned(ClosedLoop):
     """Closed-loop clients; every 20th request's first feature is out of the bad version's
     lookup range. Records when the first request failed."""
 
@@ -105,35 +105,20 @@ class Poisoned:
         x[0, 0] = 50.0
         head_len = int(bad.headers["Inference-Header-Content-Length"])
         self.bodies = [good.body, bad.body[:head_len] + x.astype("<f4").tobytes()]
-        self.headers = good.headers
-        self.port = port
+        super().__init__(port, clients, good.headers, "/v2/models/m/infer")
         self.first_failure: float | None = None
         self.failures = 0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
 
-    def __enter__(self) -> Poisoned:
-        for t in self._threads:
-            t.start()
-        return self
+    def body(self, i: int) -> bytes:
+        return self.bodies[i % 20 == 0]
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
-
-    def _run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            conn.request("POST", "/v2/models/m/infer", self.bodies[i % 20 == 0], self.headers)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                self.failures += 1
-                if self.first_failure is None:
-                    self.first_failure = time.time()
+    def record(
+        self, response: http.client.HTTPResponse, body: bytes, started: float, ended: float
+    ) -> None:
+        if response.status != 200:
+            self.failures += 1
+            if self.first_failure is None:
+                self.first_failure = time.time()
 
 
 def rollback_rounds(repo: Path, port: int, rounds: int) -> list[dict[str, Any]]:
