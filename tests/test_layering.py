@@ -54,3 +54,13 @@ def test_bench_speaks_only_the_public_protocol() -> None:
     assert ours <= {"server.errors", "server.tensors", "server.grpc", "server.grpc.generated",
                     "server.grpc.generated.inference_pb2"}  # fmt: skip
     assert not {"starlette", "uvicorn", "onnxruntime"} & {m.split(".")[0] for m in loaded}
+
+
+def test_profiler_runs_the_server_out_of_process() -> None:
+    """server.profiler starts ``sluice serve`` in fresh processes: no engine, no ONNX Runtime,
+    no transport in the profiling process itself."""
+    loaded = _loaded_after("server.profiler, server.profile_cli")
+    assert not {
+        m for m in loaded if m.startswith(("server.engine", "server.http", "server.launch"))
+    }
+    assert not {"starlette", "uvicorn", "onnxruntime"} & {m.split(".")[0] for m in loaded}

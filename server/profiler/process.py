@@ -157,9 +157,17 @@ class ServerProcess:
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(path).status_code == 200:
                         return
+                    self._check_not_failed(client)
                 if time.monotonic() > deadline:
                     raise TrialError(f"the server was not ready after {READY_TIMEOUT_S:.0f} s")
                 time.sleep(0.1)
+
+    def _check_not_failed(self, client: httpx.Client) -> None:
+        """A model that failed to load leaves the server up and the model UNAVAILABLE."""
+        index = client.post(f"http://{self.url}/v2/repository/index", json={})
+        for entry in index.json() if index.status_code == 200 else []:
+            if entry.get("name") == self.name and entry.get("state") == "UNAVAILABLE":
+                raise TrialError(f"the model failed to load: {entry.get('reason') or '?'}")
 
     def log_tail(self, chars: int = 2000) -> str:
         self._log.seek(0)
