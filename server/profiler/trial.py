@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,27 +113,30 @@ def run_trial(
             config = Path(tmp) / "config.toml"
             config.write_text(config_toml(knobs))
         with ServerProcess(model, config, name, cpus) as server:
-            windows, busy = measure(server, name, load)
+            windows, busy = measure(server.url, name, load, server.cpu_s)
             peak = server.peak_rss_mb()
     return summarise(index, knobs, load, windows, peak, busy)
 
 
-def measure(server: ServerProcess, name: str, load: Load) -> tuple[list[StepResult], float]:
+def measure(
+    url: str, name: str, load: Load, cpu_s: Callable[[], float] = lambda: 0.0
+) -> tuple[list[StepResult], float]:
     """The warm-up window, then windows until two consecutive agree (or ``max_windows``);
-    also the cores the server's processes kept busy on average over the measured windows."""
-    with Bench(load.bench_config(server.url, name)) as bench:
+    also the cores the server kept busy on average over the measured windows (``cpu_s``: the
+    server's CPU seconds so far)."""
+    with Bench(load.bench_config(url, name)) as bench:
         failed = [w for w in bench.warnings if "failed" in w or "wrong" in w]
         if failed:
             raise TrialError(failed[0])
         step = bench.config.steps[0]
         bench.run_step(step)  # warm-up, discarded
-        cpu, start = server.cpu_s(), time.monotonic()
+        cpu, start = cpu_s(), time.monotonic()
         windows = [bench.run_step(step)]
         while len(windows) < load.max_windows:
             windows.append(bench.run_step(step))
             if agree(windows[-2], windows[-1], load.agree):
                 break
-        busy = (server.cpu_s() - cpu) / (time.monotonic() - start)
+        busy = (cpu_s() - cpu) / (time.monotonic() - start)
     if windows[-1].requests == 0:
         kinds = windows[-1].error_messages
         raise TrialError(f"no request succeeded: {next(iter(kinds.values()), 'no answer')}")
@@ -180,6 +184,3 @@ def summarise(
         windows_rows_per_s=tuple(w.rows_per_s for w in windows),
     )
 
-
-def with_index(trial: Trial, index: int) -> Trial:
-    return replace(trial, index=index)
