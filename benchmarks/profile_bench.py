@@ -33,6 +33,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from benchmarks.models import mlp, save
 from benchmarks.peers import servers
 from server.profiler.objective import Objective, choose
@@ -60,11 +62,24 @@ def bench_space(rows: int, cores: int) -> Space:
     )
 
 
+def _tensor(value: onnx.ValueInfoProto) -> dict[str, Any]:
+    dims = [d.dim_value or -1 for d in value.type.tensor_type.shape.dim]
+    return {"name": value.name, "datatype": "FP32", "shape": dims}
+
+
 def mlserver_trial(model: Path, load: Load, index: int) -> Trial:
     server = servers.mlserver(1, max_batch_size=0, max_batch_time_s=0.0)
     assert server.cwd is not None
     # servers.mlserver copies the reference MLP; the case's model replaces it.
     (server.cwd / servers.MODEL / "model.onnx").write_bytes(model.read_bytes())
+    # The load generator reads the inputs from the model's metadata; MLServer declares only
+    # what model-settings.json says.
+    settings_path = server.cwd / servers.MODEL / "model-settings.json"
+    settings = json.loads(settings_path.read_text())
+    proto = onnx.load(str(model), load_external_data=False)
+    settings["inputs"] = [_tensor(v) for v in proto.graph.input]
+    settings["outputs"] = [_tensor(v) for v in proto.graph.output]
+    settings_path.write_text(json.dumps(settings))
     json_load = replace(load, binary=False)
     with servers.running(server):
         windows, _ = measure(f"{servers.HOST}:{server.http_port}", servers.MODEL, json_load)
