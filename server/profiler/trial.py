@@ -183,4 +183,3 @@ def summarise(
         errors=sum(w.errors for w in windows),
         windows_rows_per_s=tuple(w.rows_per_s for w in windows),
     )
-
