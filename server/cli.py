@@ -223,6 +223,12 @@ def _add_tokens(subparsers: Any) -> None:
     add_tokens_parser(subparsers)
 
 
+def _add_profile(subparsers: Any) -> None:
+    from server.profile_cli import add_profile_parser
+
+    add_profile_parser(subparsers)
+
+
 # Each command's parser is imported only when needed: the drift command's modules load numba
 # and pyarrow.dataset (~0.6 s), which ``serve`` and ``score`` should not pay at start.
 COMMANDS: dict[str, Callable[[Any], None]] = {
@@ -235,6 +241,7 @@ COMMANDS: dict[str, Callable[[Any], None]] = {
     "events": _add_events,
     "bench": _add_bench,
     "tokens": _add_tokens,
+    "profile": _add_profile,
 }
 
 

@@ -82,3 +82,13 @@ def test_monitoring_imports_no_transport() -> None:
 def test_serving_loads_no_numba_or_pyarrow_until_a_model_monitors() -> None:
     loaded = _loaded_after("server.launch")
     assert not {"numba", "pyarrow"} & {m.split(".")[0] for m in loaded}
+
+
+def test_profiler_runs_the_server_out_of_process() -> None:
+    """server.profiler starts ``sluice serve`` in fresh processes: no engine, no ONNX Runtime,
+    no transport in the profiling process itself."""
+    loaded = _loaded_after("server.profiler, server.profile_cli")
+    assert not {
+        m for m in loaded if m.startswith(("server.engine", "server.http", "server.launch"))
+    }
+    assert not {"starlette", "uvicorn", "onnxruntime"} & {m.split(".")[0] for m in loaded}

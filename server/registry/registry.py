@@ -32,6 +32,9 @@ from .records import (
 from .rollouts import check_gate
 
 PRODUCTION = "production"
+# Where ``set_profile`` keeps a ``sluice profile`` result: tags, so the schema stays as it is.
+PROFILE_CONFIG_TAG = "profile.config"
+PROFILE_RECOMMENDATION_TAG = "profile.recommendation"
 _PAST = {
     "register": "registered",
     "tag": "tagged",
@@ -46,6 +49,7 @@ _PAST = {
     "unload": "unloaded",
     "load_failed": "load_failed",
     "describe": "described",
+    "profile": "profiled",
 }
 
 
@@ -366,6 +370,36 @@ class Registry:
                 info["sha256"],
                 event=f"io.sluice.validation.{'passed' if passed else 'failed'}",
             )
+
+    def set_profile(
+        self,
+        name: str,
+        version: int,
+        config_toml: str,
+        recommendation: Mapping[str, Any],
+        *,
+        actor: str = "",
+    ) -> None:
+        """Store a ``sluice profile`` result with a version: the tuned config (TOML text) and
+        the recommendation (JSON), as the tags ``profile.config`` and
+        ``profile.recommendation``, audited as ``profile``."""
+        values = {
+            PROFILE_CONFIG_TAG: config_toml,
+            PROFILE_RECOMMENDATION_TAG: orjson.dumps(dict(recommendation)).decode(),
+        }
+        with self.db.write() as tx:
+            info = self._row(tx, name, version)
+            for key, value in values.items():
+                tx.execute(
+                    "DELETE FROM tags WHERE name = ? AND version = ? AND key = ?",
+                    (name, version, key),
+                )
+                tx.execute(
+                    "INSERT INTO tags (name, version, key, value) VALUES (?, ?, ?, ?)",
+                    (name, version, key, value),
+                )
+            rule = str(recommendation.get("rule", ""))
+            self._change(tx, "profile", name, version, actor, rule, info["sha256"])
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -93,6 +93,7 @@ def test_client_deadline_is_deadline_exceeded(client: triton.InferenceServerClie
 def test_cancelled_call_is_dropped_before_it_runs(
     client: triton.InferenceServerClient, live: Live
 ) -> None:
+    settle(live)  # an earlier test's abandoned call may still sit in the slow model's queue
     before = live.engine.statistics("slow")[0]["execution_count"]
     cancelled = cancelled_count(live)
     call = client.async_infer("slow", fp32(), callback=lambda result, error: None)
@@ -102,6 +103,14 @@ def test_cancelled_call_is_dropped_before_it_runs(
     assert live.engine.model_ready("slow")
     assert live.engine.statistics("slow")[0]["execution_count"] == before
     assert cancelled_count(live) == cancelled + 1
+
+
+def settle(live: Live, timeout: float = 5.0) -> None:
+    """Wait until the slow model's queue is empty and its cancellations are counted."""
+    deadline = time.monotonic() + timeout
+    while live.engine.get("slow").batcher.queued and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
 
 
 def cancelled_count(live: Live) -> float:
