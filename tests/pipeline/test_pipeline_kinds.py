@@ -136,3 +136,31 @@ def test_register_and_deploy_go_through_the_registry(example: Path) -> None:
     assert cache(again)["register"] == "hit" and cache(again)["deploy"] == "hit"
     with open_registry(example.parent / "work/models") as registry:
         assert [i.version for i in registry.search()] == [1]
+
+
+@pytest.mark.slow
+def test_evaluate_against_the_deployed_version(example: Path) -> None:
+    text = example.read_text().replace(
+        'inputs = { scored = "score.scored" }',
+        'inputs = { scored = "score.scored", data = "make.live" }\n'
+        'against = "example-classifier"\nrepository = "work/models"\n'
+        'features = ["x0", "x1", "x2", "x3"]\nmax_regression = { auc = "${params.slack}" }\n'
+        "deterministic = false",
+    )
+    text = text.replace("[params]", "[params]\nslack = 0.0", 1)
+    example.write_text(text)
+    first = run(example)
+    assert first["status"] == "succeeded", first
+    body = json.loads((example.parent / "work/metrics.json").read_text())
+    assert body["deployed"] is None  # nothing registered before the first run
+    second = run(example)
+    assert second["status"] == "succeeded", second
+    body = json.loads((example.parent / "work/metrics.json").read_text())
+    assert body["deployed"]["version"] == "1"
+    assert body["deployed"]["metrics"]["auc"] == pytest.approx(body["metrics"]["auc"])
+    assert body["deployed"]["regression"]["auc"] == pytest.approx(0.0, abs=1e-12)
+    failed = run(example, slack="-0.5")  # demand a model 0.5 AUC better than the deployed one
+    assert failed["status"] == "failed"
+    assert "worse than deployed version" in failed["steps"]["evaluate"]["error"], failed["steps"][
+        "evaluate"
+    ]["error"]
