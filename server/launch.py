@@ -136,7 +136,8 @@ class Service:
             )
             from server.rollout.controller import Controller
 
-            self._rollouts = asyncio.ensure_future(Controller(self.engine, self.catalog).run())
+            controller = Controller(self.engine, self.catalog, drift=self.monitor.report)
+            self._rollouts = asyncio.ensure_future(controller.run())
         if settings.webhooks:
             self._deliverer = start_deliverer(settings)
         await self.engine.start()

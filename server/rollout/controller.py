@@ -7,6 +7,11 @@ disagree. Outside a limit it rolls back at once; after ``interval`` within them 
 weight up, and one interval after reaching 100% it promotes (production moves, the baseline is
 undeployed and drained). Each decision is a registry change: an audit row and an event.
 
+With monitoring on, the online drift states of each version's inputs are compared too: while
+features fire for the candidate's inputs and not the baseline's, the split is not comparable
+(a sticky header sent a different population), so the rollout holds instead of stepping up,
+and says why.
+
 The figures are this process's (with ``--workers N`` the lease holder judges from its own
 share of the traffic, a sample of the whole).
 """
@@ -22,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from server.engine.engine import Engine
 from server.errors import Conflict, SluiceError
@@ -39,6 +44,8 @@ LEASE = "rollout-controller"
 # versions' p99 over a few hundred sub-millisecond requests differed by up to 2.1 ms.
 P99_NOISE_US = 5000.0
 T = TypeVar("T")
+# (model, version) -> the latest online drift evaluation as JSON, or None (monitoring off).
+DriftReports = Callable[[str, str], "dict[str, Any] | None"]
 
 
 @dataclass(slots=True)
@@ -68,9 +75,11 @@ class Controller:
         catalog: RegistryCatalog,
         lease_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        drift: DriftReports | None = None,
     ) -> None:
         self.engine = engine
         self.catalog = catalog
+        self.drift = drift
         self.lease_s = lease_s
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._clock = clock
@@ -126,8 +135,12 @@ class Controller:
             window.mirrored_rows,
             window.disagreeing,
             self._clock() - window.started,
+            drifting_only(self.drift, name, rollout.baseline, rollout.candidate),
         )
         if verdict.action == "wait":
+            if verdict.reason and verdict.reason not in window.warned:
+                window.warned.add(verdict.reason)
+                log.warning("rollout of %s holds: %s", name, verdict.reason)
             return
         await self._act(rollout, verdict, window)
 
@@ -169,6 +182,21 @@ class Controller:
         return await loop.run_in_executor(None, self.catalog.call, action)
 
 
+def drifting_only(
+    drift: DriftReports | None, name: str, baseline: int, candidate: int
+) -> tuple[str, ...]:
+    """Features whose online drift fires for the candidate's inputs and not the baseline's."""
+    if drift is None:
+        return ()
+
+    def firing(version: int) -> set[str]:
+        report = drift(name, str(version)) or {}
+        states = report.get("states", {})
+        return {feature for feature, state in states.items() if state == "firing"}
+
+    return tuple(sorted(firing(candidate) - firing(baseline)))
+
+
 def judge(
     rollout: Rollout,
     baseline: Counts,
@@ -176,6 +204,7 @@ def judge(
     mirrored_rows: int,
     disagreeing: int,
     elapsed_s: float,
+    drifting: tuple[str, ...] = (),
 ) -> Verdict:
     """The decision for one window. Failures and disagreement act at once, latency and
     stepping up only at the end of an interval."""
@@ -214,6 +243,12 @@ def judge(
     evidence = candidate.requests >= enough or (rollout.weight == 0 and mirrored_rows >= enough)
     if not evidence:
         return Verdict("wait", "")
+    if drifting:
+        return Verdict(
+            "wait",
+            f"the candidate's inputs drift on {', '.join(drifting)} and the baseline's do not: "
+            "the versions see different traffic, so they are not compared",
+        )
     summary = (
         f"{candidate.requests} requests, error rate {candidate.error_rate:.2%}, "
         f"p99 {_ms(ours)} vs {_ms(theirs)}, "

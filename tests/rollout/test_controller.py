@@ -199,3 +199,39 @@ async def test_only_the_lease_holder_acts(setup: Registry, repo: Path, versions:
     for catalog in catalogs:
         catalog.close()
     setup.close()
+
+
+@pytest.mark.slow
+async def test_a_candidate_whose_inputs_alone_drift_holds(
+    setup: Registry, repo: Path, versions: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Online drift firing for the candidate's inputs only: the rollout holds, says why, and
+    steps up once the drift is gone."""
+    states = {"1": {"x": "ok"}, "2": {"x": "firing"}}
+    catalog = RegistryCatalog(repo, None, {})
+    engine = Engine(catalog, Metrics(CollectorRegistry()))
+    await engine.start()
+    controller = Controller(engine, catalog, drift=lambda m, v: {"states": states[v]})
+    task = asyncio.ensure_future(controller.run())
+    try:
+        setup.register("m", versions[0])
+        validate(setup, Request("m", 2))
+        setup.deploy("m", 2)
+        Rollouts(setup).start("m", 2, RolloutPolicy(canary=50, step=50, **FAST))
+        await engine.sync()
+        until = time.monotonic() + 1.5  # five intervals with traffic
+        while time.monotonic() < until:
+            x = RNG.standard_normal((1, 16)).astype(np.float32)
+            await engine.infer(InferRequest("m", [Tensor("input", "FP32", x)]))
+            await asyncio.sleep(0.002)
+        assert "rollout_step" not in [e.action for e in setup.history("m")]
+        assert "inputs drift on x and the baseline's do not" in caplog.text
+        states["2"] = {"x": "resolved"}
+        await drive(engine, setup, "rollout_step")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await engine.stop()
+        catalog.close()
+        setup.close()
