@@ -16,7 +16,10 @@ SLOW_CONFIG = """
 max_batch_size = 64
 max_queue_size = 2
 [runtime]
+# One instance on one thread, as before "auto": the queue tests need a batch that runs for
+# tens of milliseconds, and "auto" would give this lone instance every core.
 instances = 1
+intra_op_threads = 1
 """
 
 
