@@ -322,6 +322,10 @@ def evaluation_cost(rows: int = 100_000, repeats: int = 5) -> dict[str, float]:
     }
 
 
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def ratios(points: Sequence[Point], cpu_us: dict[str, float]) -> list[dict[str, Any]]:
     found = []
     for load, _, _ in LOADS:
@@ -335,7 +339,10 @@ def ratios(points: Sequence[Point], cpu_us: dict[str, float]) -> list[dict[str, 
                         "throughput_vs_off": p.rps / off.rps,
                         "p99_vs_off": p.p99_ms / off.p99_ms,
                         "cpu_us_per_request": cpu_us[f"{p.server} {load}"],
-                        "cpu_vs_off": cpu_us[f"{p.server} {load}"] / cpu_us[f"off {load}"],
+                        # None where the off server's CPU reading came back empty.
+                        "cpu_vs_off": cpu_us[f"{p.server} {load}"] / cpu_us[f"off {load}"]
+                        if cpu_us[f"off {load}"]
+                        else None,
                     }
                 )
     return found
@@ -365,7 +372,8 @@ def render(result: dict[str, Any]) -> str:
     for r in result["ratios"]:
         lines.append(
             f"| {r['load']} | {r['server']} | {r['throughput_vs_off']:.3f} "
-            f"| {r['p99_vs_off']:.3f} | {r['cpu_vs_off']:.3f} | {1 / r['cpu_vs_off']:.3f} |"
+            f"| {r['p99_vs_off']:.3f} | {_cell(r['cpu_vs_off'])} | "
+            f"{_cell(1 / r['cpu_vs_off'] if r['cpu_vs_off'] else None)} |"
         )
     lines += ["", "Server RSS (MiB) at start and after each run:", ""]
     for name, values in result["rss_mib"].items():
