@@ -155,15 +155,7 @@ class Registry:
         tags = _check_tags(tags)
         with self.db.write() as tx:
             info = self._row(tx, name, version)
-            for key, value in tags.items():
-                tx.execute(
-                    "DELETE FROM tags WHERE name = ? AND version = ? AND key = ?",
-                    (name, version, key),
-                )
-                tx.execute(
-                    "INSERT INTO tags (name, version, key, value) VALUES (?, ?, ?, ?)",
-                    (name, version, key, value),
-                )
+            _set_tags(tx, name, version, tags)
             detail = ",".join(f"{k}={v}" for k, v in tags.items())
             self._change(tx, "tag", name, version, actor, reason, info["sha256"], detail=detail)
 
@@ -389,15 +381,7 @@ class Registry:
         }
         with self.db.write() as tx:
             info = self._row(tx, name, version)
-            for key, value in values.items():
-                tx.execute(
-                    "DELETE FROM tags WHERE name = ? AND version = ? AND key = ?",
-                    (name, version, key),
-                )
-                tx.execute(
-                    "INSERT INTO tags (name, version, key, value) VALUES (?, ?, ?, ?)",
-                    (name, version, key, value),
-                )
+            _set_tags(tx, name, version, values)
             rule = str(recommendation.get("rule", ""))
             self._change(tx, "profile", name, version, actor, rule, info["sha256"])
 
@@ -671,6 +655,18 @@ def _holders(tx: Tx, name: str, version: int) -> str:
     if aliases:
         held.append(f"alias(es) {', '.join(aliases)} point at it (unalias or move them first)")
     return "; ".join(held)
+
+
+def _set_tags(tx: Tx, name: str, version: int, tags: Mapping[str, str]) -> None:
+    """Set (insert or replace) ``tags`` on a version."""
+    for key, value in tags.items():
+        tx.execute(
+            "DELETE FROM tags WHERE name = ? AND version = ? AND key = ?", (name, version, key)
+        )
+        tx.execute(
+            "INSERT INTO tags (name, version, key, value) VALUES (?, ?, ?, ?)",
+            (name, version, key, value),
+        )
 
 
 def _check_tags(tags: Mapping[str, str]) -> dict[str, str]:
