@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -27,7 +28,6 @@ from server.engine.engine import Engine
 from server.engine.placement import Placement
 from server.engine.repository import Repository
 from server.errors import SluiceError
-from server.events.delivery import Deliverer
 from server.grpc.server import GrpcEdge, build_grpc_server
 from server.http.app import build_app
 from server.http.protocol import guarded_protocol
@@ -41,6 +41,9 @@ from server.security.access import build_guard, check_exposure
 from server.security.tls import server_context
 from server.settings import AUTO, ServerSettings
 from server.sockets import bind
+
+if TYPE_CHECKING:
+    from server.events.delivery import Deliverer
 
 log = logging.getLogger("sluice")
 _PR_SET_PDEATHSIG = 1
@@ -74,6 +77,8 @@ def build_engine(settings: ServerSettings, catalog: Catalog | None = None) -> En
 
 def start_deliverer(settings: ServerSettings) -> Deliverer:
     """Deliver the registry's events to ``settings.webhooks`` in a background thread."""
+    from server.events.delivery import Deliverer  # httpx: only when webhooks are configured
+
     if not settings.webhook_secret:
         log.warning("webhooks without --webhook-secret: events are sent unsigned")
     deliverer = Deliverer(
