@@ -83,6 +83,7 @@ async def drive(engine: Engine, reg: Registry, until: str, bad_every: int = 0) -
         if i % 20 == 0:
             await engine.sync()
             if reg.history("m")[-1].action == until:
+                await engine.sync()  # the rollout may have ended after the sync above
                 return failed
     raise AssertionError(f"no {until} in {[e.action for e in reg.history('m')][-5:]}")
 
