@@ -102,27 +102,42 @@ def prepare(work: Path) -> tuple[dict[str, Server], Path]:
 
 
 def cpu_s(pid: int) -> tuple[float, float]:
-    """User + system CPU seconds of a server's event-loop thread (its main thread) and of its
-    other threads (ONNX Runtime's, the monitor's)."""
+    """User + system CPU seconds of a server's event-loop threads (each worker process's main
+    thread) and of its other threads (ONNX Runtime's, the monitor's), over the parent and its
+    worker processes (``--workers`` auto starts one per core: the parent only waits)."""
     loop = others = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the thread ended
-        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        if int(task.name) == pid:
-            loop += seconds
-        else:
-            others += seconds
+    for process in (pid, *_children(pid)):
+        for task in Path(f"/proc/{process}/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the thread ended
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if int(task.name) == process:
+                loop += seconds
+            else:
+                others += seconds
     return loop, others
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident MiB of the server: the parent and its worker processes together."""
+    total = 0.0
+    for process in (pid, *_children(pid)):
+        for line in Path(f"/proc/{process}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def metric_lines(port: int, prefix: str) -> list[str]:

@@ -51,3 +51,33 @@ def window_pass(
         finite_out[finite] = x
         finite += 1
     return nans, infs, outside, finite
+
+
+@jit()
+def reservoir_skip(
+    reservoir: FloatArray,
+    values: FloatArray,
+    start: int,
+    next_take: int,
+    w: float,
+    uniforms: FloatArray,
+) -> tuple[int, float, int]:
+    """Algorithm L (Li, 1994) over one chunk of a stream whose reservoir is already full.
+
+    ``values`` are the stream's items ``start .. start + len(values) - 1``; ``next_take`` is
+    the index of the next item that enters and ``w`` the running weight. Each entry consumes
+    three numbers of ``uniforms`` (in ``(0, 1]``): the slot it replaces, the new weight and the
+    skip to the next entry. Returns ``(next_take, w, used)``; when ``uniforms`` ran out before
+    the chunk did, call again with more from where it stopped. Only the ~``k log(n / k)``
+    entries cost anything, not every item as with Algorithm R.
+    """
+    k = reservoir.shape[0]
+    end = start + values.shape[0]
+    used = 0
+    while next_take < end and used + 3 <= uniforms.shape[0]:
+        slot = min(int(uniforms[used] * k), k - 1)
+        reservoir[slot] = values[next_take - start]
+        w *= np.exp(np.log(uniforms[used + 1]) / k)
+        next_take += int(np.floor(np.log(uniforms[used + 2]) / np.log1p(-w))) + 1
+        used += 3
+    return next_take, w, used

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import os
@@ -221,6 +222,25 @@ class Service:
             self._grpc_stopping = asyncio.ensure_future(stopping)
 
 
+# Collect when tracked objects grew by 50,000 since the last collection, not 700: a server's
+# per-request objects die by reference counting, so the default mostly walked live requests.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def settle_heap(_service: Service | None = None) -> None:
+    """Once the server is up, move what start-up built (modules, sessions, and numba and
+    pyarrow when monitoring is on) out of the garbage collector's reach, and collect less often.
+
+    With capture and drift on, requests queued for the monitor lived through collections and
+    were promoted, so a full collection ran about once a second, walked ~180k objects and took
+    ~90 ms: that pause was the p99 (benchmarks/results/capture-20261129-0856.md). After this,
+    collections are rare and walk only what requests left alive.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve(settings: ServerSettings) -> int:
     """Serve until SIGTERM/SIGINT, then drain; the process's exit code."""
     service = Service(settings)
@@ -234,7 +254,7 @@ async def serve(settings: ServerSettings) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, service.guard.reload)  # the tokens file
     try:
-        return await service.run()
+        return await service.run(on_ready=settle_heap)
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 2

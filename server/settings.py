@@ -181,7 +181,7 @@ class CaptureConfig:
     columns_allow: tuple[str, ...] = ()
     columns_deny: tuple[str, ...] = ()
     hash_columns: tuple[str, ...] = ()
-    compression: CaptureCompression = "zstd"
+    compression: CaptureCompression = "snappy"
     required: bool = True
 
     def __post_init__(self) -> None:

@@ -2,7 +2,7 @@
 
 The engine tells an ``InferenceObserver`` when a model version is loaded or retired and hands
 it every finished request. ``observe`` runs on the event loop inside ``Engine.infer``: it must
-only decide and enqueue (a sampling hash and a bounded ``put_nowait``), never block or write.
+only decide and hand over (a sampling hash and a few bounded list appends), never block or write.
 """
 
 from __future__ import annotations

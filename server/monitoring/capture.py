@@ -14,31 +14,29 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from server.engine.observer import Observation, ObservedModel
+from server.engine.observer import ObservedModel
 from server.errors import ConfigError
 from server.metrics import CaptureMetrics
 from server.monitoring.capture_schema import (
     capture_schema,
     captured_tensors,
-    conforms,
     keyed_hasher,
     tensor_column,
 )
-from server.monitoring.sampling import Sampled
+from server.monitoring.gathered import Gathered
 from server.settings import CaptureConfig
-from server.tensors import Tensor
 
 log = logging.getLogger(__name__)
 
 ROW_GROUP_ROWS = 4096
 _HOUR_NS = 3600 * 10**9
+_TIME = pa.timestamp("us", tz="UTC")
 
 
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
@@ -99,37 +97,39 @@ class CaptureWriter:
         self._sequence = 0
         self.committed: list[str] = []
 
-    def add(self, sampled: Sequence[Sampled]) -> None:
+    def add(self, gathered: Gathered) -> None:
         """Turn requests into Arrow rows now (a few Arrow arrays live on, not thousands of
         Python objects for the garbage collector to walk); write a row group per
         ``ROW_GROUP_ROWS``; a new hour commits the open file first."""
-        start = 0
-        for i, item in enumerate(sampled):
-            hour = item.observation.time_ns // _HOUR_NS
+        if not len(gathered):
+            return
+        hours = np.fromiter(gathered.times, np.int64, len(gathered)) // _HOUR_NS
+        if hours.min() == hours.max() == self._hour_number:
+            self._take(gathered)
+            return
+        for hour in np.unique(hours):  # in time order; rows keep their order within an hour
             if hour != self._hour_number:
-                self._take(sampled[start:i])
                 if self._rows_in_file + self._pending_rows:
                     self.commit()
-                self._hour_number = hour
-                self._hour = _hour_of(item.observation.time_ns)
-                start = i
-        self._take(sampled[start:])
+                self._hour_number = int(hour)
+                self._hour = _hour_of(int(hour) * _HOUR_NS)
+            self._take(gathered.select(np.flatnonzero(hours == hour)))
 
-    def _take(self, sampled: Sequence[Sampled]) -> None:
-        if not sampled:
-            return
+    def _take(self, gathered: Gathered) -> None:
         if self._rows_in_file + self._pending_rows == 0:
             self._opened = time.monotonic()
         try:
-            batch = self._batch(sampled)
+            batch = self._batch(gathered)
         except (pa.ArrowException, ValueError, TypeError) as exc:  # values Arrow refused
-            log.error("capture of model '%s': %d rows lost: %s", self.model.name, len(sampled), exc)
+            log.error(
+                "capture of model '%s': %d rows lost: %s", self.model.name, len(gathered), exc
+            )
             self.metrics.dropped.labels(self.model.name, self.model.version, "write_error").inc(
-                len(sampled)
+                len(gathered)
             )
             return
         self._pending.append(batch)
-        self._pending_rows += len(sampled)
+        self._pending_rows += len(gathered)
         if self._pending_rows >= ROW_GROUP_ROWS:
             self._write_pending()
 
@@ -213,37 +213,33 @@ class CaptureWriter:
         self._stream = None
         self._rows_in_file = 0
 
-    def _batch(self, sampled: Sequence[Sampled]) -> pa.RecordBatch:
-        observations = [s.observation for s in sampled]
-        statuses = ["ok" if o.error is None else type(o.error).__name__ for o in observations]
+    def _batch(self, gathered: Gathered) -> pa.RecordBatch:
+        rows = len(gathered)
+        failed = gathered.failed()
+        if failed:
+            statuses = pa.array(
+                ["ok" if e is None else type(e).__name__ for e in gathered.errors], pa.string()
+            )
+            errors = pa.array([None if e is None else _message(e) for e in gathered.errors])
+        else:
+            statuses = pa.array(["ok"] * rows, pa.string())
+            errors = pa.nulls(rows, pa.string())
         columns: list[pa.Array] = [
-            pa.array([s.request_id for s in sampled], pa.string()),
-            pa.array(
-                np.array([o.time_ns // 1000 for o in observations], dtype=np.int64),
-                pa.timestamp("us", tz="UTC"),
-            ),
-            pa.array(statuses, pa.string()),
-            pa.array([None if o.error is None else o.error.message for o in observations]),
-            pa.array(np.array([o.latency_ns // 1000 for o in observations], dtype=np.int64)),
+            pa.array(gathered.ids, pa.string()),
+            # A view, not a conversion: Arrow's path for a zoned timestamp took 1.3 µs a row.
+            pa.array(np.fromiter(gathered.times, np.int64, rows) // 1000).view(_TIME),
+            statuses,
+            errors,
+            pa.array(np.fromiter(gathered.latencies, np.int64, rows) // 1000),
         ]
-        found = [_tensors_of(o) for o in observations]
-        rejected = any(o.error is not None for o in observations)
-        for item in self.tensors:
-            column = [f.get((item.role, item.name)) for f in found]
-            if rejected:  # a rejected request's inputs may not fit the model
-                column = [
-                    t if t is None or o.error is None or conforms(t, item.spec) else None
-                    for t, o in zip(column, observations, strict=True)
-                ]
-            columns.append(tensor_column(item, column, self._digest))
+        for item, field in zip(self.tensors, self.schema.types[len(columns) :], strict=True):
+            arrays = gathered.tensors[item.role, item.name]
+            columns.append(tensor_column(item, field, arrays, self._digest))
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)
 
 
-def _tensors_of(observation: Observation) -> dict[tuple[str, str], Tensor]:
-    found = {("input", t.name): t for t in observation.request.inputs}
-    for tensor in observation.outputs or ():
-        found["output", tensor.name] = tensor
-    return found
+def _message(error: Exception) -> str:
+    return getattr(error, "message", None) or str(error)
 
 
 def _hour_of(time_ns: int) -> str:

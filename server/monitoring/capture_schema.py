@@ -21,7 +21,7 @@ import pyarrow as pa
 from server.engine.observer import ObservedModel
 from server.errors import ConfigError
 from server.settings import CaptureConfig
-from server.tensors import Tensor, TensorSpec, dtype_of
+from server.tensors import TensorSpec, dtype_of
 
 METADATA_KEY = b"sluice.capture"
 ROLE_KEY = b"sluice.role"
@@ -148,50 +148,56 @@ def keyed_hasher(key: bytes) -> Callable[[object], str]:
     return digest
 
 
-def conforms(tensor: Tensor, spec: TensorSpec) -> bool:
-    return tensor.datatype == spec.datatype and spec.accepts(tensor.shape)
-
-
 def tensor_column(
-    item: CapturedTensor, tensors: Sequence[Tensor | None], digest: Callable[[object], str]
+    item: CapturedTensor,
+    column_type: pa.DataType,
+    arrays: Sequence[np.ndarray | None],
+    digest: Callable[[object], str],
 ) -> pa.Array:
-    """One column of a batch: a list per request over its rows (null when not captured)."""
-    element_type = item.field.type.value_type
+    """One column of a batch (of type ``column_type``, ``item.field``'s): a list per request
+    over its rows, null where the request did not carry the tensor."""
+    element_type = column_type.value_type
     scalar_type = pa.string() if item.hashed else _ARROW_TYPES[item.spec.datatype]
-    present = [t.data for t in tensors if t is not None]
-    flats = [a.reshape(-1) for a in present]  # a copy only for a non-contiguous tensor
-    sizes = [f.shape[0] for f in flats]
+    present = [a for a in arrays if a is not None]
     if item.spec.datatype == "BYTES" or item.hashed:
-        objects = [v for flat in flats for v in flat.tolist()]
+        objects = [v for a in present for v in a.reshape(-1).tolist()]
         if item.hashed:
             objects = [digest(v) for v in objects]
         values = pa.array(objects, type=scalar_type)
     else:
-        joined = np.concatenate(flats) if flats else np.empty(0, _numpy_of(item.spec.datatype))
-        values = pa.array(joined, type=scalar_type)
-    counts = sizes  # not batching: the whole tensor, flattened, is the request's one list
+        values = pa.array(_joined(present, item.spec.datatype), type=scalar_type)
     if item.batching:
         counts = [a.shape[0] if a.ndim else 1 for a in present]
         if pa.types.is_fixed_size_list(element_type):
             values = pa.FixedSizeListArray.from_arrays(values, element_type.list_size)
         elif pa.types.is_list(element_type):  # a dynamic non-batch dim: each row a list
+            sizes = [a.size for a in present]
             per_row = [size // max(rows, 1) for size, rows in zip(sizes, counts, strict=True)]
             inner = np.repeat(per_row, counts).astype(np.int32)
             values = pa.ListArray.from_arrays(_offsets(inner), values)
-    if len(present) == len(tensors):
+    else:  # not batching: the whole tensor, flattened, is the request's one list
+        counts = [a.size for a in present]
+    if len(present) == len(arrays):
         lengths = np.array(counts, dtype=np.int32)
         return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values)
     found = iter(counts)
-    lengths = np.array([next(found) if t is not None else 0 for t in tensors], dtype=np.int32)
-    mask = pa.array(np.array([t is None for t in tensors]))
+    lengths = np.array([next(found) if a is not None else 0 for a in arrays], dtype=np.int32)
+    mask = pa.array(np.array([a is None for a in arrays]))
     return pa.ListArray.from_arrays(pa.array(_offsets(lengths)), values, mask=mask)
+
+
+def _joined(arrays: Sequence[np.ndarray], datatype: str) -> np.ndarray:
+    """The arrays' values, flattened and joined: one concatenation when their non-batch dims
+    agree (the usual case), a flattening per array otherwise."""
+    if not arrays:
+        return np.empty(0, dtype_of(datatype))
+    try:
+        return np.concatenate(arrays).reshape(-1)
+    except ValueError:  # scalars, or dims that differ between requests
+        return np.concatenate([a.reshape(-1) for a in arrays])
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return offsets
-
-
-def _numpy_of(datatype: str) -> np.dtype[np.generic]:
-    return dtype_of(datatype)

@@ -91,11 +91,7 @@ class OnlineDrift:
     def add(self, tensors: Mapping[str, Sequence[np.ndarray]], now: float) -> None:
         """Add the rows of input tensors (by name, a list of ``[rows, ...]`` arrays)."""
         number = self.slice_number(now)
-        stacked = {
-            name: np.concatenate([a.reshape(a.shape[0] if a.ndim else 1, -1) for a in arrays])
-            for name, arrays in tensors.items()
-            if arrays
-        }
+        stacked = {name: _stacked(arrays) for name, arrays in tensors.items() if arrays}
         for source in self.sources:
             data = stacked.get(source.tensor)
             if data is not None:
@@ -182,3 +178,13 @@ def _feature_drift(profile: NumericProfile, view: WindowView) -> FeatureDrift:
         edge_labels(profile.edges), tuple(profile.proportions.tolist()), tuple(shares.tolist())
     )
     return FeatureDrift("numeric", stats, None, "", profile.rows, view.rows, histogram)
+
+
+def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Requests' ``[rows, ...]`` arrays as one ``[rows, values]`` array: one concatenation
+    when their non-batch dims agree, a reshape per array otherwise."""
+    try:
+        joined = np.concatenate(arrays)
+    except ValueError:  # scalars, or dims that differ between requests
+        return np.concatenate([a.reshape(a.shape[0] if a.ndim else 1, -1) for a in arrays])
+    return joined.reshape(joined.shape[0], -1)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-
-from server.engine.observer import Observation
 
 _SCALE = float(2**64)
 
@@ -16,13 +13,3 @@ def sample_point(request_id: str) -> float:
     kept at 50%."""
     digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / _SCALE
-
-
-@dataclass(slots=True)  # built on the event loop: a frozen __init__ costs more
-class Sampled:
-    """A sampled request on its way to the monitor's worker, with the id it was sampled by
-    and that id's sampling point."""
-
-    observation: Observation
-    request_id: str
-    point: float

@@ -3,7 +3,8 @@
 The window is ``ceil(window_seconds / slice_seconds)`` slices. Each slice counts every value
 it is given (rows, nulls, infinities, values outside the reference range, and finite values
 per reference bin, so PSI and JS are exact over the whole window) and keeps a uniform
-reservoir sample of its finite values for KS and Wasserstein (Algorithm R, seeded). Memory is
+reservoir sample of its finite values for KS and Wasserstein (seeded; Algorithm L once the
+reservoir is full, so only the values that enter cost anything). Memory is
 bounded by the reservoir size whatever the traffic. While no slice's reservoir is full, the
 window holds every value, so its statistics equal ``sluice drift`` over the same rows.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from kernels.window import window_pass
+from kernels.window import reservoir_skip, window_pass
 from server.monitoring.profile import NumericProfile
 
 FloatArray = npt.NDArray[np.float64]
@@ -34,6 +35,8 @@ class _Slice:
     nonfinite: int = 0
     outside: int = 0
     finite: int = 0  # finite values seen (the reservoir holds min(finite, cap))
+    next_take: int = 0  # Algorithm L: the index (among finite values) of the next that enters
+    weight: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +115,27 @@ class FeatureWindow:
 
 
 def _reservoir_add(target: _Slice, finite: FloatArray) -> None:
-    """Algorithm R over a chunk: fill free slots, then value ``i`` (0-based over the slice's
-    stream) enters with probability ``cap / (i + 1)`` and replaces a uniformly chosen slot."""
-    cap = target.reservoir.shape[0]
+    """Fill free slots; once full, Algorithm L: each later value enters with probability
+    ``cap / (i + 1)`` (``i`` 0-based over the slice's stream) and replaces a uniform slot, but
+    the gaps between entries are drawn, so a chunk costs what enters, not what passes."""
+    reservoir = target.reservoir
+    cap = reservoir.shape[0]
     seen = target.finite
     free = max(0, min(cap - seen, finite.shape[0]))
-    target.reservoir[seen : seen + free] = finite[:free]
-    rest = finite[free:]
-    if rest.shape[0]:
-        index = np.arange(seen + free + 1, seen + free + rest.shape[0] + 1, dtype=np.float64)
-        enters = target.rng.random(rest.shape[0]) * index < cap
-        chosen = rest[enters]
-        target.reservoir[target.rng.integers(0, cap, chosen.shape[0])] = chosen
+    reservoir[seen : seen + free] = finite[:free]
+    if seen + free == cap and free:  # just filled: draw the first gap
+        u = 1.0 - target.rng.random(2)
+        target.weight = math.exp(math.log(u[0]) / cap)
+        target.next_take = cap + math.floor(math.log(u[1]) / math.log1p(-target.weight))
     target.finite = seen + finite.shape[0]
+    if target.finite <= cap:
+        return
+    start = seen + free
+    rest = finite[free:]
+    while target.next_take < target.finite:
+        # Three numbers per entry; about cap * ln(end / start) entries are due.
+        due = cap * math.log(target.finite / max(start, 1)) + 8
+        uniforms = 1.0 - target.rng.random(3 * math.ceil(due * 1.5))
+        target.next_take, target.weight, _ = reservoir_skip(
+            reservoir, rest, start, target.next_take, target.weight, uniforms
+        )

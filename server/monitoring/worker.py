@@ -1,9 +1,10 @@
 """One model version's monitoring worker: a thread that captures, windows and evaluates.
 
 On the event loop, ``offer`` only decides (a hash of the request id against the sampling rate)
-and enqueues; a full queue drops the row and counts it, never blocks the request. The thread
-wakes at most every ``BATCH_DELAY_S``, writes what gathered to the capture file, feeds the
-drift windows, evaluates on its timer and publishes gauges, alert states and their events.
+and appends the request to the columns being gathered; past ``queue_rows`` the row is dropped
+and counted, never the request blocked. The thread wakes every ``GATHER_S``, takes what
+gathered in one swap, writes it to the capture file, feeds the drift windows, evaluates on its
+timer and publishes gauges, alert states and their events.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import datetime as dt
 import itertools
 import logging
 import math
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,16 +23,18 @@ import numpy as np
 from server.engine.observer import Observation, ObservedModel
 from server.metrics import MonitoringMetrics
 from server.monitoring.alerts import STATE_VALUES, AlertSink, FeatureAlert
-from server.monitoring.sampling import Sampled, sample_point
+from server.monitoring.gathered import Gathered, TensorKey
+from server.monitoring.sampling import sample_point
+from server.tensors import TensorSpec
 
 if TYPE_CHECKING:  # imported when a model enables them: pyarrow and numba cost ~0.6 s at start
     from server.monitoring.capture import CaptureWriter
     from server.monitoring.online import Evaluation, OnlineDrift
 
 log = logging.getLogger(__name__)
-BATCH_ROWS = 16_384
-BATCH_DELAY_S = 0.05
-_IDLE_WAKE_S = 1.0
+# One wake-up per 0.1 s: the worker takes the GIL from the event loop ten times a second, and
+# the fixed cost of a batch (a dozen Arrow calls) is spread over 0.1 s of requests.
+GATHER_S = 0.1
 
 
 class ModelMonitor:
@@ -59,17 +60,18 @@ class ModelMonitor:
         self.capture_errors = capture is not None and config.capture.capture_errors
         self.drift_rate = config.drift.sample_rate if online is not None else 0.0
         self.rate = max(self.capture_rate, self.drift_rate)
-        # SimpleQueue (C, lock-free put) halves the cost of ``offer`` against queue.Queue;
-        # its bound is checked here, by the one thread that puts.
-        self.queue: queue.SimpleQueue[Sampled | None] = queue.SimpleQueue()
         self.queue_rows = config.capture.queue_rows
+        self._specs = _kept_tensors(model, capture, online)
+        self._gathered = Gathered(self._specs)
+        self._mutex = threading.Lock()  # the loop appends, the worker swaps
         self._enqueued = 0
         self._done = 0
         self._closing = False
+        self._stop = threading.Event()
         self._ids = itertools.count()
         self._id_prefix = f"{uuid.uuid4().hex[:16]}-"
         self.capture_metrics = metrics.capture(model.name, model.version)
-        self.capture_metrics.queue_rows.set_function(self.queue.qsize)
+        self.capture_metrics.queue_rows.set_function(lambda: len(self._gathered))
         self._dropped = self.capture_metrics.dropped.labels(model.name, model.version, "queue_full")
         drift = config.drift
         self.alerts = {
@@ -100,50 +102,44 @@ class ModelMonitor:
         point = sample_point(request_id)
         if point >= self.rate:
             return
-        if self.queue.qsize() >= self.queue_rows or self._closing:
-            self._dropped.inc()
-            return
-        self._enqueued += 1
-        self.queue.put(Sampled(observation, request_id, point))
+        with self._mutex:
+            gathered = self._gathered
+            if len(gathered) >= self.queue_rows or self._closing:
+                self._dropped.inc()
+                return
+            gathered.append(observation, request_id, point)
+            self._enqueued += 1
 
     def close(self) -> None:
-        """Drain the queue, commit the open file and stop the thread (blocks). A request
-        offered after this began is dropped and counted, not left in the queue."""
-        self._closing = True
+        """Write what gathered, commit the open file and stop the thread (blocks). A request
+        offered after this began is dropped and counted."""
+        with self._mutex:
+            self._closing = True
         if self._thread.is_alive():
-            self.queue.put(None)
+            self._stop.set()
             self._thread.join()
-        elif self.capture is not None:
-            self.capture.close()
+        else:
+            self._step(stopping=True)
+            if self.capture is not None:
+                self.capture.close()
 
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch: list[Sampled] = []
-            try:
-                first = self.queue.get(timeout=self._wait_s())
-                if first is not None:
-                    # Let requests gather: one wake-up per BATCH_DELAY_S, not per request, so
-                    # the worker takes the GIL from the event loop a few times a second.
-                    time.sleep(BATCH_DELAY_S)
-                while True:
-                    if first is None:
-                        stopping = True
-                        break
-                    batch.append(first)
-                    if len(batch) >= BATCH_ROWS:
-                        break
-                    first = self.queue.get_nowait()
-            except queue.Empty:
-                pass
-            try:
-                self._process(batch)
-                self._tick(stopping)
-            except Exception:  # a bug here must not silently stop monitoring: log, go on
-                log.exception("monitor of model '%s' failed a batch", self.model.name)
-            self._done += len(batch)
+            stopping = self._stop.wait(self._wait_s())
+            self._step(stopping)
         if self.capture is not None:
             self.capture.close()
+
+    def _step(self, stopping: bool) -> None:
+        with self._mutex:
+            gathered, self._gathered = self._gathered, Gathered(self._specs)
+        try:
+            self._process(gathered)
+            self._tick(stopping)
+        except Exception:  # a bug here must not silently stop monitoring: log, go on
+            log.exception("monitor of model '%s' failed a batch", self.model.name)
+        self._done += len(gathered)
 
     def wait_idle(self, timeout_s: float = 60.0) -> None:
         """Block until every request enqueued so far has been written and windowed."""
@@ -154,27 +150,34 @@ class ModelMonitor:
 
     def _wait_s(self) -> float:
         if self.online is None:
-            return _IDLE_WAKE_S
-        return min(_IDLE_WAKE_S, max(0.0, self._next_evaluation - time.monotonic()))
+            return GATHER_S
+        return min(GATHER_S, max(0.0, self._next_evaluation - time.monotonic()))
 
-    def _process(self, batch: Sequence[Sampled]) -> None:
+    def _process(self, gathered: Gathered) -> None:
+        if not len(gathered):
+            return
+        points = np.fromiter(gathered.points, np.float64, len(gathered))
+        ok = None
+        if gathered.failed():
+            ok = np.fromiter((e is None for e in gathered.errors), np.bool_, len(gathered))
         if self.capture is not None:
-            kept = [
-                s
-                for s in batch
-                if s.point < self.capture_rate
-                and (s.observation.error is None or self.capture_errors)
-            ]
-            if kept:
-                self.capture.add(kept)
+            keep = points < self.capture_rate
+            if ok is not None and not self.capture_errors:
+                keep &= ok
+            self.capture.add(gathered if keep.all() else gathered.select(np.flatnonzero(keep)))
         if self.online is not None:
-            fed = [s for s in batch if s.point < self.drift_rate and s.observation.error is None]
-            tensors: dict[str, list[np.ndarray]] = {}
-            for sampled in fed:
-                for tensor in sampled.observation.request.inputs:
-                    tensors.setdefault(tensor.name, []).append(tensor.data)
-            if fed:
-                self.online.add(tensors, fed[-1].observation.time_ns / 1e9)
+            fed = points < self.drift_rate
+            if ok is not None:
+                fed &= ok
+            chosen = gathered if fed.all() else gathered.select(np.flatnonzero(fed))
+            if not len(chosen):
+                return
+            tensors = {
+                name: [a for a in column if a is not None]
+                for (role, name), column in chosen.tensors.items()
+                if role == "input"
+            }
+            self.online.add(tensors, chosen.times[-1] / 1e9)
 
     def _tick(self, stopping: bool) -> None:
         if self.capture is not None and not stopping:
@@ -267,6 +270,21 @@ class ModelMonitor:
             found.append(f"{self.capture.directory}/date={hour:%Y-%m-%d}/hour={hour:%H}")
             hour += dt.timedelta(hours=1)
         return found
+
+
+def _kept_tensors(
+    model: ObservedModel, capture: CaptureWriter | None, online: OnlineDrift | None
+) -> dict[TensorKey, TensorSpec]:
+    """The tensors the worker needs: what capture writes and the inputs drift watches."""
+    kept: dict[TensorKey, TensorSpec] = {}
+    if capture is not None:
+        kept.update(((t.role, t.name), t.spec) for t in capture.tensors)
+    if online is not None:
+        watched = {s.tensor for s in online.sources}
+        kept.update(
+            (("input", name), spec) for name, spec in model.inputs.items() if name in watched
+        )
+    return kept
 
 
 def _finite(value: float) -> float | None:

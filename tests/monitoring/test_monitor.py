@@ -18,8 +18,8 @@ from server.metrics import Metrics
 from server.monitoring.alerts import DETECTED, RESOLVED
 from server.monitoring.baseline import BaselineOptions, build_baseline, save_baseline
 from server.monitoring.capture import ROW_GROUP_ROWS, CaptureWriter
+from server.monitoring.gathered import Gathered
 from server.monitoring.monitor import Monitor
-from server.monitoring.sampling import Sampled
 from server.monitoring.worker import ModelMonitor
 from server.settings import CaptureConfig, DriftConfig, ModelConfig
 from server.tensors import Tensor, TensorSpec
@@ -37,6 +37,13 @@ def _observation(rid: str, data: np.ndarray, time_ns: int | None = None) -> Obse
     request = InferRequest("m", [Tensor("x", "FP32", data)], id=rid)
     outputs = [Tensor("y", "FP32", data)]
     return Observation("m", "1", request, outputs, None, 1000, time_ns or time.time_ns())
+
+
+def _gathered(writer: CaptureWriter, observations: list[Observation]) -> Gathered:
+    gathered = Gathered({(t.role, t.name): t.spec for t in writer.tensors})
+    for observation in observations:
+        gathered.append(observation, observation.request.id, 0.0)
+    return gathered
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -69,13 +76,13 @@ def test_rows_lost_to_a_failed_write_are_counted(tmp_path: Path) -> None:
     metrics = Metrics(registry).monitoring.capture("m", "1")
     writer = CaptureWriter(_model(ModelConfig(capture=config)), config, metrics)
     data = np.ones((1, 3), np.float32)
-    rows = [Sampled(_observation(f"r{i}", data), f"r{i}", 0.0) for i in range(ROW_GROUP_ROWS)]
+    rows = _gathered(writer, [_observation(f"r{i}", data) for i in range(ROW_GROUP_ROWS)])
     writer.add(rows)  # a full row group: written to the open (temporary) file
     shutil.rmtree(tmp_path / "cap")  # the file's directory is gone: the commit cannot rename
     writer.close()
     assert _value(registry, "sluice_capture_dropped_total", reason="write_error") == len(rows)
     assert _value(registry, "sluice_capture_rows_total") == 0
-    writer.add(rows[:2])  # the writer goes on with a new file
+    writer.add(rows.select([0, 1]))  # the writer goes on with a new file
     writer.close()
     assert _value(registry, "sluice_capture_rows_total") == 2
 
@@ -88,15 +95,16 @@ def test_files_commit_by_age_and_by_hour(tmp_path: Path) -> None:
     )
     hour = 3600 * 10**9
     base = 1_800_000_000 * 10**9 // hour * hour
-    rows = [
-        Sampled(
-            _observation(f"r{i}", np.ones((2, 3), np.float32), base + i * hour // 2), f"r{i}", 0.0
-        )
-        for i in range(3)
-    ]
-    writer.add(rows[:2])  # both in the first hour
+    rows = _gathered(
+        writer,
+        [
+            _observation(f"r{i}", np.ones((2, 3), np.float32), base + i * hour // 2)
+            for i in range(3)
+        ],
+    )
+    writer.add(rows.select([0, 1]))  # both in the first hour
     writer.tick()
-    writer.add(rows[2:])  # the next hour
+    writer.add(rows.select([2]))  # the next hour
     writer.close()
     assert len(writer.committed) == 2
     hours = sorted(p.parent.name for p in tmp_path.rglob("*.parquet"))

@@ -99,6 +99,30 @@ def test_reservoir_bounds_memory_and_counts_stay_exact() -> None:
     assert abs(view.sorted_sample.mean() - values.mean()) < 5 / math.sqrt(500)
 
 
+def test_the_reservoir_is_a_uniform_sample_of_the_slice() -> None:
+    """Whatever the chunking, every position of the stream is equally likely to be kept: the
+    kept positions of 300 slices, pooled, pass scipy's KS test against the uniform law, and
+    the first and second halves of the stream are kept alike (Algorithm L's skips are exact,
+    not an approximation that favours early or late values)."""
+    profile = _baseline().profiles["f0"]
+    assert isinstance(profile, NumericProfile)
+    n, cap = 20_000, 50
+    positions = np.arange(n, dtype=np.float64)
+    kept = []
+    for trial in range(300):
+        window = FeatureWindow(profile, slices=1, reservoir_rows=cap, seed=trial)
+        sizes = np.random.default_rng(trial).integers(1, 700, size=200)
+        for chunk in np.split(positions, np.cumsum(sizes)[np.cumsum(sizes) < n]):
+            window.add(chunk, 0)
+        sample = window.view(0).sorted_sample
+        assert sample.shape == (cap,) and np.unique(sample).shape == (cap,)
+        kept.append(sample)
+    pooled = np.concatenate(kept)
+    assert scipy.stats.kstest(pooled, scipy.stats.uniform(0, n).cdf).pvalue > 1e-3
+    early = np.count_nonzero(pooled < n / 2)
+    assert abs(early - pooled.shape[0] / 2) < 4 * math.sqrt(pooled.shape[0] / 4)
+
+
 def test_small_windows_decide_by_adjusted_ks_p_values() -> None:
     online = _online(_baseline(), min_rows=50, small_sample_rows=1000)
     rng = np.random.default_rng(5)
