@@ -61,10 +61,21 @@ def pip_version(python: Path, package: str) -> str:
     return out.stdout.strip() or "?"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A port free now and not handed out before by this process: servers started with
+    ``--workers`` > 1 bind with SO_REUSEPORT, so two of them given the same port would both
+    start and share its connections (seen once: a request for one server's HTTP port answered
+    by another's gRPC edge)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass(frozen=True, slots=True)
