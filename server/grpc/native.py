@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, NoReturn
 
 import grpc
@@ -25,6 +26,7 @@ from .connection import Authorize, Connection
 from .errors import status_of
 from .generated import inference_pb2 as pb
 from .limits import Limits
+from .tls_link import TlsLink
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +178,11 @@ class NativeEdge:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
-        self._server = await loop.create_server(
-            self._connect, sock=self._sock, backlog=2048, ssl=self._tls
-        )
+        factory: Callable[[], asyncio.Protocol] = self._connect
+        if self._tls is not None:
+            context, limits = self._tls, self._limits
+            factory = partial(TlsLink, context, self._connect, limits.handshake_timeout_s)
+        self._server = await loop.create_server(factory, sock=self._sock, backlog=2048)
         log.debug("gRPC (Open Inference Protocol, native HTTP/2) listening on %s", self.address)
 
     def _connect(self) -> Connection:
