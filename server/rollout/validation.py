@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from server.engine.session import OrtSession
 from server.errors import InvalidInput, ModelNotFound, SluiceError
+from server.evaluation import HIGHER_IS_BETTER, METRICS
 from server.registry import Registry
 from server.registry.artifacts import MODEL_FILE
 from server.scoring.feeds import build_feeds
@@ -28,7 +29,7 @@ from server.scoring.mapping import build_mapping
 from server.settings import RuntimeConfig
 from server.tensors import dtype_of
 
-from .scores import HIGHER_IS_BETTER, SCORES, Threshold
+from .scores import Threshold
 
 SAMPLE_ROWS = 32
 LATENCY_RUNS = 30
@@ -168,7 +169,7 @@ def _first_output(outputs: dict[str, np.ndarray]) -> np.ndarray:
 
 def _metrics(request: Request, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     names = dict.fromkeys(t.metric for t in request.thresholds) or {"accuracy": None}
-    return {name: SCORES[name](labels, scores) for name in names}
+    return {name: METRICS[name](labels, scores) for name in names}
 
 
 def _regressions(

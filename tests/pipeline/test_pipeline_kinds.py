@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from server.evaluation import METRICS
 from server.pipeline import RunOptions, run_pipeline
 from server.pipeline.explain import explain_step
-from server.pipeline.metrics import METRICS
 
 from .conftest import cache
 

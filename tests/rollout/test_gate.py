@@ -11,10 +11,10 @@ import pytest
 from sklearn import metrics as sk
 
 from benchmarks.models import mlp, save
+from server import evaluation as scores
 from server.errors import Conflict, InvalidInput, ModelNotFound
 from server.registry import Registry
 from server.registry.rollouts import RolloutPolicy, Rollouts
-from server.rollout import scores
 from server.rollout.scores import Threshold
 from server.rollout.validation import Request, validate
 
@@ -110,13 +110,33 @@ def test_scores_match_sklearn() -> None:
     two = np.stack([1 - p, p], axis=1)
     assert scores.auc(y, two) == pytest.approx(sk.roc_auc_score(y, p), abs=1e-12)
     assert scores.accuracy(y, p) == pytest.approx(sk.accuracy_score(y, p >= 0.5))
-    assert scores.logloss(y, p) == pytest.approx(sk.log_loss(y, p), rel=1e-9)
+    assert scores.log_loss(y, p) == pytest.approx(sk.log_loss(y, p), rel=1e-9)
     assert scores.rmse(y, p) == pytest.approx(np.sqrt(sk.mean_squared_error(y, p)))
     assert scores.mae(y, p) == pytest.approx(sk.mean_absolute_error(y, p))
     probs = rng.dirichlet(np.ones(3), 200)
     labels = rng.integers(0, 3, 200)
-    assert scores.logloss(labels, probs) == pytest.approx(sk.log_loss(labels, probs), rel=1e-9)
+    assert scores.log_loss(labels, probs) == pytest.approx(sk.log_loss(labels, probs), rel=1e-9)
     assert scores.accuracy(labels, probs) == sk.accuracy_score(labels, probs.argmax(1))
+    values = rng.normal(size=300)
+    guess = values + rng.normal(scale=0.3, size=300)
+    assert scores.r2(values, guess) == pytest.approx(sk.r2_score(values, guess), rel=1e-12)
+    assert scores.METRICS["logloss"] is scores.METRICS["log_loss"]  # the gate's old spelling
+
+
+@pytest.mark.parametrize(
+    ("metric", "labels", "outputs", "message"),
+    [
+        ("rmse", [1.0, 2.0], np.ones((2, 3)), "one score per row"),
+        ("auc", [0, 1], np.ones((2, 3)), "one score per row or two columns"),
+        ("auc", [0, 2], np.ones(2), "binary labels"),
+        ("auc", [1, 1], np.ones(2), "both classes"),
+    ],
+)
+def test_a_metric_refuses_what_it_cannot_score(
+    metric: str, labels: list[float], outputs: np.ndarray, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        scores.METRICS[metric](np.array(labels), outputs)
 
 
 def test_rollout_bad_input_changes_nothing(two: Registry) -> None:

@@ -109,8 +109,8 @@ def _metrics(
 ) -> tuple[int, dict[str, float]]:
     import numpy as np
 
+    from server.evaluation import METRICS
     from server.monitoring.columns import read_table
-    from server.pipeline.metrics import METRICS
 
     step = ctx.step
     prediction = typed(step, "prediction", str, "output")
@@ -124,7 +124,10 @@ def _metrics(
             raise StepFailed(f"{step.where(field)}: column '{column}' is not in the scored data")
     labels = table.column(label).to_numpy().astype(np.float64)
     scores = _matrix(table.column(prediction))
-    return len(labels), {name: METRICS[name](labels, scores, threshold) for name in names}
+    try:
+        return len(labels), {name: METRICS[name](labels, scores, threshold) for name in names}
+    except SluiceError as exc:
+        raise StepFailed(f"step '{step.name}': {exc.message}") from exc
 
 
 def _deployed(ctx: StepContext, label: str, names: list[str]) -> dict[str, Any] | None:
