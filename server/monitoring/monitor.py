@@ -32,7 +32,7 @@ def build_online(model: ObservedModel, config: DriftConfig) -> tuple[OnlineDrift
     from server.monitoring.baseline import load_baseline
     from server.monitoring.features import feature_sources, row_width
     from server.monitoring.online import OnlineDrift
-    from server.monitoring.profile import NumericProfile
+    from server.monitoring.profile import CategoricalProfile, NumericProfile
 
     where = f"model '{model.name}' [drift]"
     if not config.baseline:
@@ -50,18 +50,28 @@ def build_online(model: ObservedModel, config: DriftConfig) -> tuple[OnlineDrift
         raise ConfigError(f"{where} baseline: {exc.message}") from exc
     numeric = {n: p for n, p in baseline.profiles.items() if isinstance(p, NumericProfile)}
     skipped = dict(baseline.skipped)
-    for name in baseline.profiles:
-        if name not in numeric:
-            skipped[name] = "categorical features are not watched online"
-    if not numeric:
-        raise ConfigError(f"{where} baseline '{config.baseline}' has no numeric feature")
+    # A categorical feature is read from the input of one value per row named like it.
+    categorical: dict[str, CategoricalProfile] = {}
+    for name, profile in baseline.profiles.items():
+        if not isinstance(profile, CategoricalProfile):
+            continue
+        spec = model.inputs.get(name)
+        if spec is not None and row_width(spec.shape, model.batching) == 1:
+            categorical[name] = profile
+        else:
+            skipped[name] = (
+                "a categorical feature is watched online from an input of one value per row "
+                "named like it; the model has none"
+            )
+    if not numeric and not categorical:
+        raise ConfigError(f"{where} baseline '{config.baseline}' has no feature the model takes")
     widths = {
         name: row_width(spec.shape, model.batching)
         for name, spec in model.inputs.items()
-        if spec.datatype != "BYTES"
+        if spec.datatype != "BYTES" and name not in categorical
     }
-    sources = feature_sources(widths, list(numeric), where)
-    return OnlineDrift(sources, numeric, config, skipped), digest
+    sources = feature_sources(widths, list(numeric), where) if numeric else ()
+    return OnlineDrift(sources, numeric, config, skipped, categorical), digest
 
 
 class Monitor:

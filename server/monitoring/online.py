@@ -3,11 +3,12 @@
 ``add`` takes sampled requests' input tensors; ``evaluate`` turns the window into a
 ``DriftReport`` shaped like ``sluice drift``'s (same statistics, same kernels). Verdicts: a
 feature with fewer than ``min_rows`` rows in the window has none; for a window of at most
-``small_sample_rows`` finite values, the KS p-values of all features are adjusted by
-Benjamini-Hochberg and a feature breaches when its adjusted p-value is below ``p_value``
-(so twenty quiet features do not raise one false alarm each at p = 0.05); for larger windows a
-feature breaches when any statistic in ``statistics`` reaches its threshold. Both methods run on
-a worker thread: the kernels are numba ``nogil``.
+``small_sample_rows`` values, the p-values of all such features (KS for numeric ones,
+chi-squared for categorical ones) are adjusted together by Benjamini-Hochberg and a feature
+breaches when its adjusted p-value is below ``p_value`` (so twenty quiet features do not raise
+one false alarm each at p = 0.05); for larger windows a numeric feature breaches when any
+statistic in ``statistics`` reaches its threshold, a categorical one when its JS distance
+reaches ``js``. Both run on a worker thread: the kernels are numba ``nogil``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,23 @@ import numpy.typing as npt
 from kernels.divergence import js_distance, psi
 from kernels.kolmogorov import ks_p_value
 from kernels.ks import ks_wasserstein_sorted
-from server.monitoring.drift import FeatureDrift, Histogram, edge_labels, failed
+from server.monitoring.drift import (
+    DriftRule,
+    FeatureDrift,
+    Histogram,
+    categorical_drift,
+    edge_labels,
+    failed,
+)
 from server.monitoring.features import FeatureSource, feature_values
-from server.monitoring.profile import NumericProfile
+from server.monitoring.profile import CategoricalProfile, NumericProfile
 from server.monitoring.report import DriftReport
-from server.monitoring.window import FeatureWindow, WindowView
+from server.monitoring.window import CategoryWindow, FeatureWindow, WindowView
 from server.settings import DriftConfig
 
 FloatArray = npt.NDArray[np.float64]
 PSI_EPSILON = 1e-4
+_P_VALUE = {"numeric": "ks_p_value", "categorical": "chi2_p_value"}
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> FloatArray:
@@ -65,7 +74,8 @@ class Evaluation:
 
 
 class OnlineDrift:
-    """Windows of the features of one model version (numeric baseline features only)."""
+    """Windows of the features of one model version: numeric ones (bin counts and a reservoir)
+    and categorical ones (category counts), each read from its model input."""
 
     def __init__(
         self,
@@ -73,9 +83,13 @@ class OnlineDrift:
         profiles: Mapping[str, NumericProfile],
         config: DriftConfig,
         skipped: Mapping[str, str],
+        categorical: Mapping[str, CategoricalProfile] | None = None,
     ) -> None:
         self.sources = tuple(sources)
         self.profiles = dict(profiles)
+        self.categorical = dict(categorical or {})
+        # A categorical feature is an input of one value per row named like it.
+        self.category_sources = tuple(FeatureSource(n, n, 0, 1) for n in self.categorical)
         self.config = config
         self.skipped = dict(skipped)
         self.slice_seconds = config.evaluate_every_s
@@ -84,6 +98,18 @@ class OnlineDrift:
             s.feature: FeatureWindow(profiles[s.feature], slices, config.reservoir_rows, seed=i)
             for i, s in enumerate(self.sources)
         }
+        self.category_windows = {name: CategoryWindow(slices) for name in self.categorical}
+        self.rule = DriftRule(
+            categorical_statistic="js",
+            categorical_threshold=config.js,
+            small_sample_rows=config.small_sample_rows,
+            p_value_threshold=config.p_value,
+        )
+
+    @property
+    def all_sources(self) -> tuple[FeatureSource, ...]:
+        """Every watched feature's source, numeric then categorical."""
+        return self.sources + self.category_sources
 
     def slice_number(self, now: float) -> int:
         return math.floor(now / self.slice_seconds)
@@ -96,6 +122,10 @@ class OnlineDrift:
             data = stacked.get(source.tensor)
             if data is not None:
                 self.windows[source.feature].add(feature_values(data, source), number)
+        for source in self.category_sources:
+            data = stacked.get(source.tensor)
+            if data is not None:
+                self.category_windows[source.feature].add(data, number)
 
     def evaluate(self, now: float) -> Evaluation:
         number = self.slice_number(now)
@@ -116,17 +146,41 @@ class OnlineDrift:
                 small.append(name)
             else:
                 verdicts[name] = _threshold_verdict(results[name].statistics, config)
-        adjusted = benjamini_hochberg([results[n].statistics["ks_p_value"] for n in small])
-        for name, p in zip(small, adjusted, strict=True):
+        category_rows = [0]
+        for name, window in self.category_windows.items():
+            counted = window.view(number)
+            category_rows.append(counted.rows)
+            reference = self.categorical[name]
+            if counted.rows < config.min_rows:
+                reason = f"insufficient data: {counted.rows} rows (min_rows {config.min_rows})"
+                results[name] = failed("categorical", reason, reference.rows, counted.rows)
+                verdicts[name] = Verdict(None, "", math.nan, math.nan)
+                continue
+            result = categorical_drift(reference, counted.counts, counted.nulls, self.rule)
+            results[name] = result
+            if result.error is not None:
+                verdicts[name] = Verdict(None, "", math.nan, math.nan)
+            elif counted.rows - counted.nulls <= config.small_sample_rows:
+                small.append(name)
+            else:
+                js = result.statistics["js"]
+                verdicts[name] = Verdict(bool(js >= config.js), "js", js, config.js)
+        # Small windows: one Benjamini-Hochberg pool over the KS (numeric) and chi-squared
+        # (categorical) p-values.
+        tests = [_P_VALUE[results[n].kind] for n in small]
+        adjusted = benjamini_hochberg(
+            [results[n].statistics[t] for n, t in zip(small, tests, strict=True)]
+        )
+        for name, test, p in zip(small, tests, adjusted, strict=True):
             p = float(p)
-            verdicts[name] = Verdict(p < config.p_value, "ks_p_value_bh", p, config.p_value)
+            verdicts[name] = Verdict(p < config.p_value, f"{test}_bh", p, config.p_value)
         final: dict[str, FeatureDrift] = {}
         for name, result in results.items():
             verdict = verdicts[name]
             if verdict.breach is None:
                 final[name] = result
                 continue
-            below = verdict.statistic == "ks_p_value_bh"
+            below = verdict.statistic.endswith("_p_value_bh")
             rule = f"{verdict.statistic} {'<' if below else '>='} {verdict.threshold:g}"
             final[name] = FeatureDrift(
                 result.kind,
@@ -140,7 +194,7 @@ class OnlineDrift:
         decided = [v.breach for v in verdicts.values() if v.breach is not None]
         share = sum(decided) / len(decided) if decided else math.nan
         drifted = bool(decided) and share >= config.dataset_share
-        rows = max((v.rows for v in views.values()), default=0)
+        rows = max(max((v.rows for v in views.values()), default=0), *category_rows)
         report = DriftReport(final, share, drifted, self.skipped)
         return Evaluation(report, verdicts, rows)
 

@@ -139,3 +139,81 @@ def _reservoir_add(target: _Slice, finite: FloatArray) -> None:
         target.next_take, target.weight, _ = reservoir_skip(
             reservoir, rest, start, target.next_take, target.weight, uniforms
         )
+
+
+OTHER_CATEGORY = "(other)"
+
+
+@dataclass(slots=True)
+class _CategorySlice:
+    number: int
+    counts: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    nulls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryView:
+    rows: int
+    nulls: int
+    counts: dict[str, int]
+
+
+@dataclass(slots=True)
+class CategoryWindow:
+    """Sliding window of one categorical feature: exact category counts per time slice.
+
+    Categories are rendered as ``sluice drift`` renders a Parquet column's (bytes as UTF-8,
+    booleans as ``true``/``false``, others by ``str``). A slice keeps at most
+    ``max_categories`` distinct categories; later new ones are pooled as ``(other)``, so a
+    client sending endless new values cannot grow the server.
+    """
+
+    slices: int
+    max_categories: int = 1000
+    _ring: dict[int, _CategorySlice] = field(default_factory=dict)
+
+    def add(self, values: np.ndarray, number: int) -> None:
+        current = self._ring.get(number)
+        if current is None:
+            current = self._ring[number] = _CategorySlice(number)
+        values = values.reshape(-1)
+        current.rows += values.shape[0]
+        if values.dtype == object:
+            missing = np.array([v is None for v in values.tolist()], dtype=np.bool_)
+            if missing.any():
+                current.nulls += int(missing.sum())
+                values = values[~missing]
+        found: list[tuple[object, int]]
+        try:
+            keys, counts = np.unique(values, return_counts=True)
+            found = list(zip(keys.tolist(), counts.tolist(), strict=True))
+        except TypeError:  # values of mixed types do not sort
+            tally: dict[object, int] = {}
+            for value in values.tolist():
+                tally[value] = tally.get(value, 0) + 1
+            found = list(tally.items())
+        table = current.counts
+        for key, count in found:
+            name = category_name(key)
+            if name not in table and len(table) >= self.max_categories:
+                name = OTHER_CATEGORY
+            table[name] = table.get(name, 0) + int(count)
+
+    def view(self, number: int) -> CategoryView:
+        for old in [n for n in self._ring if n <= number - self.slices]:
+            del self._ring[old]
+        live = [s for s in self._ring.values() if s.number <= number]
+        counts: dict[str, int] = {}
+        for piece in live:
+            for name, count in piece.counts.items():
+                counts[name] = counts.get(name, 0) + count
+        return CategoryView(sum(s.rows for s in live), sum(s.nulls for s in live), counts)
+
+
+def category_name(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

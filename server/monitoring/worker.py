@@ -76,7 +76,7 @@ class ModelMonitor:
         drift = config.drift
         self.alerts = {
             s.feature: FeatureAlert(drift.alert_after, drift.alert_window, drift.resolve_after)
-            for s in (online.sources if online is not None else ())
+            for s in (online.all_sources if online is not None else ())
         }
         self.latest: Evaluation | None = None
         self.latest_json: dict[str, Any] | None = None
@@ -280,7 +280,7 @@ def _kept_tensors(
     if capture is not None:
         kept.update(((t.role, t.name), t.spec) for t in capture.tensors)
     if online is not None:
-        watched = {s.tensor for s in online.sources}
+        watched = {s.tensor for s in online.all_sources}
         kept.update(
             (("input", name), spec) for name, spec in model.inputs.items() if name in watched
         )

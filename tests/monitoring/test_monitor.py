@@ -228,3 +228,49 @@ def test_the_hash_key_comes_from_the_environment_and_stays_out_of_repr() -> None
     settings = ServerSettings.from_env({}, {"SLUICE_CAPTURE_HASH_KEY": "sekrit"})
     assert settings.capture_hash_key == "sekrit"
     assert "sekrit" not in repr(settings)
+
+
+def test_a_categorical_input_fires_its_own_alert(tmp_path: Path) -> None:
+    """A BYTES input named like a categorical baseline feature is watched beside the numeric
+    ones: a shifted colour mix fires for ``colour`` only."""
+    rng = np.random.default_rng(0)
+    table = pa.table(
+        {
+            "a": rng.standard_normal(5000),
+            "b": rng.standard_normal(5000),
+            "c": rng.standard_normal(5000),
+            "colour": rng.choice(["red", "blue"], size=5000, p=[0.8, 0.2]),
+        }
+    )
+    baseline = tmp_path / "baseline.npz"
+    save_baseline(build_baseline(table, BaselineOptions()), baseline)
+    drift = DriftConfig(
+        enabled=True,
+        baseline=str(baseline),
+        window_seconds=10,
+        evaluate_every_s=10,
+        min_rows=50,
+        alert_after=1,
+        alert_window=1,
+    )
+    inputs = {"x": SPEC, "colour": TensorSpec("colour", "BYTES", (-1, 1))}
+    model = ObservedModel("m", "1", ModelConfig(drift=drift), inputs, {}, True)
+    sink = _Recorder()
+    monitor = Monitor(Metrics(CollectorRegistry()).monitoring, sink)
+    monitor.attach(model)
+    watched = monitor.get("m")
+    assert watched is not None and watched.online is not None
+    assert "colour" not in watched.online.skipped
+    now = 1_000_000.0
+    for i in range(20):
+        x = rng.standard_normal((100, 3)).astype(np.float32)
+        colour = np.array([[b"blue"]] * 100, dtype=np.object_)  # was 20 % blue
+        request = InferRequest(
+            "m", [Tensor("x", "FP32", x), Tensor("colour", "BYTES", colour)], id=f"r{i}"
+        )
+        monitor.observe(Observation("m", "1", request, [], None, 1000, int(now * 1e9)))
+    watched.wait_idle()
+    watched.evaluate_now(now + 1)
+    monitor.close()
+    assert [(t, d["feature"]) for t, _, d in sink.events] == [(DETECTED, "colour")]
+    assert sink.events[0][2]["statistic"] == "js"

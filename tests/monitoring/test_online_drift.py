@@ -12,9 +12,9 @@ from server.monitoring.baseline import Baseline, BaselineOptions, build_baseline
 from server.monitoring.drift import DriftRule
 from server.monitoring.features import FeatureSource
 from server.monitoring.online import OnlineDrift, benjamini_hochberg
-from server.monitoring.profile import NumericProfile
+from server.monitoring.profile import CategoricalProfile, NumericProfile
 from server.monitoring.report import compare
-from server.monitoring.window import FeatureWindow
+from server.monitoring.window import CategoryWindow, FeatureWindow
 from server.settings import DriftConfig
 
 FEATURES = [f"f{i}" for i in range(20)]
@@ -226,3 +226,67 @@ def test_a_report_survives_its_json_and_bad_json_is_refused() -> None:
     assert report_json(report_from_json(body)) == body
     with pytest.raises(InvalidInput, match="not a drift report"):
         report_from_json({"features": {"x": {"kind": "numeric"}}})
+
+
+COLOURS = ["red", "green", "blue", "black"]
+
+
+def _colours(rng: np.random.Generator, n: int, shares: list[float]) -> np.ndarray:
+    picked = rng.choice(len(COLOURS), size=n, p=shares)
+    return np.array([COLOURS[i].encode() for i in picked], dtype=np.object_).reshape(n, 1)
+
+
+def _categorical_online(**config: object) -> tuple[OnlineDrift, Baseline]:
+    rng = np.random.default_rng(11)
+    reference = pa.table(
+        {"colour": [COLOURS[i] for i in rng.choice(4, size=20_000, p=[0.4, 0.3, 0.2, 0.1])]}
+    )
+    baseline = build_baseline(reference, BaselineOptions())
+    profile = baseline.profiles["colour"]
+    assert isinstance(profile, CategoricalProfile)
+    settings = DriftConfig(enabled=True, baseline="b.npz", **config)  # type: ignore[arg-type]
+    return OnlineDrift((), {}, settings, {}, {"colour": profile}), baseline
+
+
+def test_a_categorical_input_is_watched_and_equals_the_offline_report() -> None:
+    """BYTES values of an input named like a categorical baseline feature: the window's
+    statistics are those of `sluice drift` over the same rows, and a shifted mix fires."""
+    online, baseline = _categorical_online(min_rows=100)
+    rng = np.random.default_rng(12)
+    chunks = [_colours(rng, 700, [0.1, 0.2, 0.3, 0.4]) for _ in range(4)]
+    for chunk in chunks:
+        online.add({"colour": [chunk[:300], chunk[300:]]}, now=50.0)
+    evaluation = online.evaluate(now=55.0)
+    rows = [v.decode() for v in np.concatenate(chunks).reshape(-1)]
+    offline = compare(baseline, pa.table({"colour": rows}), DriftRule(), BaselineOptions())
+    got = evaluation.report.features["colour"]
+    want = offline.features["colour"]
+    assert got.kind == "categorical" and got.statistics.keys() == want.statistics.keys()
+    for key, value in want.statistics.items():
+        assert math.isclose(got.statistics[key], value, rel_tol=1e-9, abs_tol=1e-12), key
+    verdict = evaluation.verdicts["colour"]
+    assert verdict.statistic == "js" and verdict.breach is True and verdict.threshold == 0.1
+    assert evaluation.window_rows == 2800
+
+
+def test_a_small_categorical_window_joins_the_p_value_pool() -> None:
+    online, _ = _categorical_online(min_rows=50, small_sample_rows=1000)
+    rng = np.random.default_rng(13)
+    online.add({"colour": [_colours(rng, 400, [0.4, 0.3, 0.2, 0.1])]}, now=0.0)
+    evaluation = online.evaluate(now=0.0)
+    verdict = evaluation.verdicts["colour"]
+    p = evaluation.report.features["colour"].statistics["chi2_p_value"]
+    assert verdict.statistic == "chi2_p_value_bh" and math.isclose(verdict.value, p)
+    assert verdict.breach is False  # the reference's own mix: no alarm
+    online.add({"colour": [_colours(rng, 40, [0.0, 0.0, 0.0, 1.0])]}, now=0.0)
+    assert online.evaluate(now=0.0).verdicts["colour"].breach is True
+
+
+def test_endless_new_categories_are_pooled_not_kept() -> None:
+    window = CategoryWindow(slices=1, max_categories=50)
+    for start in range(0, 100_000, 10_000):
+        values = np.array([f"u{i}".encode() for i in range(start, start + 10_000)], np.object_)
+        window.add(values, 0)
+    view = window.view(0)
+    assert len(view.counts) == 51 and view.counts["(other)"] == 100_000 - 50
+    assert view.rows == 100_000 and sum(view.counts.values()) == 100_000
