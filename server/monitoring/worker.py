@@ -132,14 +132,17 @@ class ModelMonitor:
             self.capture.close()
 
     def _step(self, stopping: bool) -> None:
-        with self._mutex:
-            gathered, self._gathered = self._gathered, Gathered(self._specs)
+        gathered = None
+        if len(self._gathered):  # an idle wake-up swaps nothing
+            with self._mutex:
+                gathered, self._gathered = self._gathered, Gathered(self._specs)
         try:
-            self._process(gathered)
+            if gathered is not None:
+                self._process(gathered)
             self._tick(stopping)
         except Exception:  # a bug here must not silently stop monitoring: log, go on
             log.exception("monitor of model '%s' failed a batch", self.model.name)
-        self._done += len(gathered)
+        self._done += len(gathered) if gathered is not None else 0
 
     def wait_idle(self, timeout_s: float = 60.0) -> None:
         """Block until every request enqueued so far has been written and windowed."""
