@@ -19,7 +19,13 @@ from tests.subprocess_server import ServerProcess
 def test_sighup_reloads_the_tokens_file(repo: Path, tmp_path: Path) -> None:
     path = tmp_path / "tokens.toml"
     first = add_token(path, "first", ["admin"])
-    with ServerProcess(repo, "--tokens", str(path)) as server:
+    args = ("--tokens", str(path), "--workers", "2", "--log-level", "info")
+    with ServerProcess(repo, *args) as server:
+        # Each worker reads the tokens file as it starts: wait until both have.
+        deadline = time.monotonic() + 60
+        while server.output().count("HTTP on") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.output().count("HTTP on") == 2
         url = f"http://127.0.0.1:{server.http_port}/v2/models/stats"
         assert httpx.get(url, headers={"authorization": f"Bearer {first}"}).status_code == 200
         second = add_token(path, "second", ["admin"])
