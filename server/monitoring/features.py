@@ -11,12 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
 from server.errors import ConfigError
-
-FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +63,3 @@ def row_width(shape: Sequence[int], batching: bool) -> int | None:
             return None
         width *= dim
     return width
-
-
-def feature_values(data: np.ndarray, source: FeatureSource) -> FloatArray:
-    """The feature's values (float64, one per row) from a ``[rows, ...]`` tensor."""
-    rows = data.shape[0] if data.ndim else 1
-    matrix = data.reshape(rows, -1)
-    values: FloatArray = matrix[:, source.column].astype(np.float64)
-    return values

@@ -31,10 +31,10 @@ from server.monitoring.drift import (
     edge_labels,
     failed,
 )
-from server.monitoring.features import FeatureSource, feature_values
+from server.monitoring.features import FeatureSource
 from server.monitoring.profile import CategoricalProfile, NumericProfile
 from server.monitoring.report import DriftReport
-from server.monitoring.window import CategoryWindow, FeatureWindow, WindowView
+from server.monitoring.window import CategoryWindow, TensorWindow, WindowView
 from server.settings import DriftConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -94,9 +94,23 @@ class OnlineDrift:
         self.skipped = dict(skipped)
         self.slice_seconds = config.evaluate_every_s
         slices = max(1, math.ceil(config.window_seconds / config.evaluate_every_s))
+        # One window per input tensor: a batch's rows are counted and sampled for all the
+        # features of a [batch, k] input in one pass.
+        by_tensor: dict[str, list[FeatureSource]] = {}
+        for source in self.sources:
+            by_tensor.setdefault(source.tensor, []).append(source)
         self.windows = {
-            s.feature: FeatureWindow(profiles[s.feature], slices, config.reservoir_rows, seed=i)
-            for i, s in enumerate(self.sources)
+            tensor: (
+                TensorWindow(
+                    [profiles[s.feature] for s in group],
+                    [s.column for s in group],
+                    slices,
+                    config.reservoir_rows,
+                    seed=i,
+                ),
+                tuple(s.feature for s in group),
+            )
+            for i, (tensor, group) in enumerate(by_tensor.items())
         }
         self.category_windows = {name: CategoryWindow(slices) for name in self.categorical}
         self.rule = DriftRule(
@@ -118,10 +132,10 @@ class OnlineDrift:
         """Add the rows of input tensors (by name, a list of ``[rows, ...]`` arrays)."""
         number = self.slice_number(now)
         stacked = {name: _stacked(arrays) for name, arrays in tensors.items() if arrays}
-        for source in self.sources:
-            data = stacked.get(source.tensor)
+        for tensor, (window, _) in self.windows.items():
+            data = stacked.get(tensor)
             if data is not None:
-                self.windows[source.feature].add(feature_values(data, source), number)
+                window.add(data, number)
         for source in self.category_sources:
             data = stacked.get(source.tensor)
             if data is not None:
@@ -129,7 +143,12 @@ class OnlineDrift:
 
     def evaluate(self, now: float) -> Evaluation:
         number = self.slice_number(now)
-        views = {name: window.view(number) for name, window in self.windows.items()}
+        found = {
+            name: view
+            for window, names in self.windows.values()
+            for name, view in zip(names, window.views(number), strict=True)
+        }
+        views = {s.feature: found[s.feature] for s in self.sources}  # in the baseline's order
         config = self.config
         results: dict[str, FeatureDrift] = {}
         verdicts: dict[str, Verdict] = {}

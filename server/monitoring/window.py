@@ -1,47 +1,49 @@
-"""The online drift window of one feature: time slices of bin counts and reservoirs.
+"""The online drift windows: time slices of bin counts and reservoirs, and of category counts.
 
-The window is ``ceil(window_seconds / slice_seconds)`` slices. Each slice counts every value
-it is given (rows, nulls, infinities, values outside the reference range, and finite values
-per reference bin, so PSI and JS are exact over the whole window) and keeps a uniform
-reservoir sample of its finite values for KS and Wasserstein (seeded; Algorithm L once the
-reservoir is full, so only the values that enter cost anything). Memory is
-bounded by the reservoir size whatever the traffic. While no slice's reservoir is full, the
-window holds every value, so its statistics equal ``sluice drift`` over the same rows.
+A numeric window covers the features read from one input tensor (the ``k`` columns of a
+``[batch, k]`` input, or a ``[batch]`` input of one). It is ``ceil(window_seconds /
+slice_seconds)`` slices. Each slice counts every value it is given (rows, nulls, infinities,
+values outside the reference range, and finite values per reference bin, so PSI and JS are
+exact over the whole window) and keeps a uniform reservoir sample of its rows for KS and
+Wasserstein (seeded; Algorithm L once the reservoir is full, so only the rows that enter cost
+anything). The reservoir samples rows, not values: one draw serves every feature, and a
+feature's finite values among the kept rows are a uniform sample of its finite values. Memory
+is bounded by the reservoir size whatever the traffic. While no slice's reservoir is full, the
+window holds every row, so its statistics equal ``sluice drift`` over the same rows.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from kernels.window import reservoir_skip, window_pass
+from kernels.window import reservoir_rows, window_rows
 from server.monitoring.profile import NumericProfile
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+_NANS, _INFS, _OUTSIDE = 0, 1, 2
 
 
 @dataclass(slots=True)
 class _Slice:
     number: int
-    reservoir: FloatArray
-    bins: IntArray
+    reservoir: FloatArray  # [cap, features]: the kept rows' watched values
+    bins: IntArray  # [features, max edges + 1]
+    counts: IntArray  # [features, 3]: NaNs, infinities, outside the reference range
     rng: np.random.Generator
-    rows: int = 0
-    nulls: int = 0
-    nonfinite: int = 0
-    outside: int = 0
-    finite: int = 0  # finite values seen (the reservoir holds min(finite, cap))
-    next_take: int = 0  # Algorithm L: the index (among finite values) of the next that enters
+    rows: int = 0  # rows seen (the reservoir holds min(rows, cap))
+    next_take: int = 0  # Algorithm L: the index (among rows) of the next that enters
     weight: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class WindowView:
-    """The window's current contents, as an evaluation needs them."""
+    """One feature's share of the window's current contents, as an evaluation needs them."""
 
     rows: int
     nulls: int
@@ -56,88 +58,116 @@ class WindowView:
         return bool(self.sorted_sample.shape[0] < self.finite)
 
 
-@dataclass(slots=True)
-class FeatureWindow:
-    """Sliding window of one numeric feature; ``add`` and ``view`` take the slice number
-    (``floor(time / slice_seconds)``) so time is the caller's."""
+class TensorWindow:
+    """Sliding window of the numeric features read from one input tensor: feature ``j`` has
+    profile ``profiles[j]`` and is column ``columns[j]`` of the ``[rows, width]`` arrays that
+    ``add`` takes. ``add`` and ``views`` take the slice number (``floor(time /
+    slice_seconds)``), so time is the caller's."""
 
-    profile: NumericProfile
-    slices: int
-    reservoir_rows: int
-    seed: int = 0
-    _ring: dict[int, _Slice] = field(default_factory=dict)
+    def __init__(
+        self,
+        profiles: Sequence[NumericProfile],
+        columns: Sequence[int],
+        slices: int,
+        reservoir_rows: int,
+        seed: int = 0,
+    ) -> None:
+        self.profiles = tuple(profiles)
+        self.columns = np.asarray(columns, dtype=np.int64)
+        self.slices = slices
+        self.cap = max(1, math.ceil(reservoir_rows / slices))
+        self.seed = seed
+        widest = max((p.edges.shape[0] for p in self.profiles), default=0)
+        self.edges = np.full((len(self.profiles), widest), np.inf)
+        for j, profile in enumerate(self.profiles):
+            self.edges[j, : profile.edges.shape[0]] = profile.edges
+        self.low = np.array([p.minimum for p in self.profiles], dtype=np.float64)
+        self.high = np.array([p.maximum for p in self.profiles], dtype=np.float64)
+        self._ring: dict[int, _Slice] = {}
 
-    def add(self, values: FloatArray, number: int) -> None:
+    def add(self, matrix: np.ndarray, number: int) -> None:
+        """Add the rows of ``matrix`` (``[rows, width]``, any real dtype)."""
+        if matrix.dtype not in (np.float32, np.float64):
+            matrix = matrix.astype(np.float64)
+        matrix = np.ascontiguousarray(matrix)
         current = self._slice(number)
-        scratch = np.empty(values.shape[0])
-        profile = self.profile
-        nans, infs, outside, count = window_pass(
-            values, profile.edges, profile.minimum, profile.maximum, current.bins, scratch
+        window_rows(
+            matrix, self.columns, self.edges, self.low, self.high, current.bins, current.counts
         )
-        current.rows += values.shape[0]
-        current.nulls += nans
-        current.nonfinite += infs
-        current.outside += outside
-        _reservoir_add(current, scratch[:count])
+        _reservoir_add(current, matrix, self.columns)
 
-    def view(self, number: int) -> WindowView:
-        """The slices within the window ending at slice ``number`` (older ones are dropped)."""
+    def views(self, number: int) -> list[WindowView]:
+        """Each feature's view of the slices within the window ending at slice ``number``
+        (older slices are dropped)."""
         for old in [n for n in self._ring if n <= number - self.slices]:
             del self._ring[old]
         live = [s for s in self._ring.values() if s.number <= number]
-        bins = np.zeros(self.profile.edges.shape[0] + 1, dtype=np.int64)
-        samples = [s.reservoir[: min(s.finite, s.reservoir.shape[0])] for s in live]
-        for s in live:
-            bins += s.bins
-        sample = np.sort(np.concatenate(samples)) if samples else np.empty(0)
-        return WindowView(
-            rows=sum(s.rows for s in live),
-            nulls=sum(s.nulls for s in live),
-            nonfinite=sum(s.nonfinite for s in live),
-            outside=sum(s.outside for s in live),
-            bins=bins,
-            sorted_sample=sample,
-            finite=sum(s.finite for s in live),
-        )
+        features = len(self.profiles)
+        rows = sum(s.rows for s in live)
+        bins = np.zeros((features, self.edges.shape[1] + 1), dtype=np.int64)
+        counts = np.zeros((features, 3), dtype=np.int64)
+        for piece in live:
+            bins += piece.bins
+            counts += piece.counts
+        kept = [s.reservoir[: min(s.rows, self.cap)] for s in live]
+        sample = np.concatenate(kept) if kept else np.empty((0, features))
+        found = []
+        for j, profile in enumerate(self.profiles):
+            nulls, infs, outside = (int(c) for c in counts[j])
+            column = sample[:, j]
+            found.append(
+                WindowView(
+                    rows=rows,
+                    nulls=nulls,
+                    nonfinite=infs,
+                    outside=outside,
+                    bins=bins[j, : profile.edges.shape[0] + 1].copy(),
+                    sorted_sample=np.sort(column[np.isfinite(column)]),
+                    finite=rows - nulls - infs,
+                )
+            )
+        return found
 
     def _slice(self, number: int) -> _Slice:
         found = self._ring.get(number)
         if found is None:
-            cap = max(1, math.ceil(self.reservoir_rows / self.slices))
+            features = len(self.profiles)
             found = _Slice(
                 number,
-                np.empty(cap),
-                np.zeros(self.profile.edges.shape[0] + 1, dtype=np.int64),
+                np.empty((self.cap, features)),
+                np.zeros((features, self.edges.shape[1] + 1), dtype=np.int64),
+                np.zeros((features, 3), dtype=np.int64),
                 np.random.default_rng([self.seed, number]),
             )
             self._ring[number] = found
         return found
 
 
-def _reservoir_add(target: _Slice, finite: FloatArray) -> None:
-    """Fill free slots; once full, Algorithm L: each later value enters with probability
+def _reservoir_add(target: _Slice, matrix: np.ndarray, columns: IntArray) -> None:
+    """Fill free slots; once full, Algorithm L: each later row enters with probability
     ``cap / (i + 1)`` (``i`` 0-based over the slice's stream) and replaces a uniform slot, but
     the gaps between entries are drawn, so a chunk costs what enters, not what passes."""
     reservoir = target.reservoir
     cap = reservoir.shape[0]
-    seen = target.finite
-    free = max(0, min(cap - seen, finite.shape[0]))
-    reservoir[seen : seen + free] = finite[:free]
+    seen = target.rows
+    free = max(0, min(cap - seen, matrix.shape[0]))
+    if free:
+        reservoir[seen : seen + free] = matrix[:free, columns]
     if seen + free == cap and free:  # just filled: draw the first gap
         u = 1.0 - target.rng.random(2)
         target.weight = math.exp(math.log(u[0]) / cap)
         target.next_take = cap + math.floor(math.log(u[1]) / math.log1p(-target.weight))
-    target.finite = seen + finite.shape[0]
-    if target.finite <= cap:
+    target.rows = seen + matrix.shape[0]
+    if target.rows <= cap:
         return
     start = seen + free
-    rest = finite[free:]
-    while target.next_take < target.finite:
+    rest = matrix[free:]
+    while target.next_take < target.rows:
         # Three numbers per entry; about cap * ln(end / start) entries are due.
-        due = cap * math.log(target.finite / max(start, 1)) + 8
+        due = cap * math.log(target.rows / max(start, 1)) + 8
         uniforms = 1.0 - target.rng.random(3 * math.ceil(due * 1.5))
-        target.next_take, target.weight, _ = reservoir_skip(
-            reservoir, rest, start, target.next_take, target.weight, uniforms
+        target.next_take, target.weight, _ = reservoir_rows(
+            reservoir, rest, columns, start, target.next_take, target.weight, uniforms
         )
 
 

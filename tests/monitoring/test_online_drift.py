@@ -14,7 +14,7 @@ from server.monitoring.features import FeatureSource
 from server.monitoring.online import OnlineDrift, benjamini_hochberg
 from server.monitoring.profile import CategoricalProfile, NumericProfile
 from server.monitoring.report import compare
-from server.monitoring.window import CategoryWindow, FeatureWindow
+from server.monitoring.window import CategoryWindow, TensorWindow
 from server.settings import DriftConfig
 
 FEATURES = [f"f{i}" for i in range(20)]
@@ -85,37 +85,43 @@ def test_old_slices_leave_the_window() -> None:
 def test_reservoir_bounds_memory_and_counts_stay_exact() -> None:
     profile = _baseline().profiles["f0"]
     assert isinstance(profile, NumericProfile)
-    window = FeatureWindow(profile, slices=2, reservoir_rows=1000)
+    window = TensorWindow([profile, profile], [1, 0], slices=2, reservoir_rows=1000)
     rng = np.random.default_rng(4)
-    values = rng.standard_normal(200_000) + 3.0
-    for chunk in np.split(values, 20):
+    values = rng.standard_normal((200_000, 2)) + 3.0
+    values[::10, 0] = np.nan  # column 0 is the second feature
+    for chunk in np.split(values.astype(np.float32), 20):
         window.add(chunk, 7)
-    view = window.view(7)
-    assert view.sorted_sample.shape == (500,)
-    assert view.saturated and view.finite == 200_000
-    expected = np.bincount(np.searchsorted(profile.edges, values, side="right"), minlength=10)
-    assert np.array_equal(view.bins, expected)
+    second, first = window.views(7)[1], window.views(7)[0]
+    assert first.sorted_sample.shape == (500,) and first.saturated
+    assert first.finite == 200_000 and second.finite == 180_000 and second.nulls == 20_000
+    assert 400 < second.sorted_sample.shape[0] < 500  # the kept rows' finite values
+    want = values.astype(np.float32).astype(np.float64)[:, 1]
+    expected = np.bincount(np.searchsorted(profile.edges, want, side="right"), minlength=10)
+    assert np.array_equal(first.bins, expected)
     # A uniform sample of the slice: its mean is within a few standard errors of the data's.
-    assert abs(view.sorted_sample.mean() - values.mean()) < 5 / math.sqrt(500)
+    assert abs(first.sorted_sample.mean() - want.mean()) < 5 / math.sqrt(500)
 
 
 def test_the_reservoir_is_a_uniform_sample_of_the_slice() -> None:
     """Whatever the chunking, every position of the stream is equally likely to be kept: the
     kept positions of 300 slices, pooled, pass scipy's KS test against the uniform law, and
     the first and second halves of the stream are kept alike (Algorithm L's skips are exact,
-    not an approximation that favours early or late values)."""
+    not an approximation that favours early or late values). Rows are kept whole."""
     profile = _baseline().profiles["f0"]
     assert isinstance(profile, NumericProfile)
     n, cap = 20_000, 50
     positions = np.arange(n, dtype=np.float64)
+    rows = np.stack([positions, -positions], axis=1)
     kept = []
     for trial in range(300):
-        window = FeatureWindow(profile, slices=1, reservoir_rows=cap, seed=trial)
+        window = TensorWindow([profile, profile], [0, 1], slices=1, reservoir_rows=cap, seed=trial)
         sizes = np.random.default_rng(trial).integers(1, 700, size=200)
-        for chunk in np.split(positions, np.cumsum(sizes)[np.cumsum(sizes) < n]):
+        for chunk in np.split(rows, np.cumsum(sizes)[np.cumsum(sizes) < n]):
             window.add(chunk, 0)
-        sample = window.view(0).sorted_sample
+        first, second = window.views(0)
+        sample = first.sorted_sample
         assert sample.shape == (cap,) and np.unique(sample).shape == (cap,)
+        assert np.array_equal(np.sort(-second.sorted_sample), sample)
         kept.append(sample)
     pooled = np.concatenate(kept)
     assert scipy.stats.kstest(pooled, scipy.stats.uniform(0, n).cdf).pvalue > 1e-3
