@@ -5,11 +5,12 @@
 Four Sluice servers on one 20-feature MLP (20 -> 64 -> 64 -> 8), started together and measured
 in turns (interleaved, so the shared machine's noise falls on all alike): ``off``, capture at
 10 %, capture at 100 %, and capture at 100 % plus online drift on the 20 features (evaluated
-every 5 s). Load: wrk replaying Triton binary requests of 1 row (16 connections) and 64 rows
-(4 connections); wrk sends no request id, so sampling hashes a generated one. Then, in this
-process: the monitor's ``observe`` cost per call on the event loop, and the time one drift
-evaluation of 20 features x 100k rows takes on the worker thread. Prints the ratios and writes
-``results/capture-<date>.{json,md}``.
+every 5 s). Load: wrk replaying Triton binary requests of 1 row and of 64 rows, 16 connections
+each (with 4, SO_REUSEPORT's hash sometimes put every connection on one of the two workers and
+halved a run's throughput); wrk sends no request id, so sampling hashes a generated one.
+Then, in this process: the monitor's ``observe`` cost per call on the event loop, and the time
+one drift evaluation of 20 features x 100k rows takes on the worker thread. Prints the ratios
+and writes ``results/capture-<date>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ CONFIGS = {
     "[drift]\nenabled = true\nbaseline = '{baseline}'\nwindow_seconds = 30\n"
     "evaluate_every_s = 5\nmin_rows = 100\n",
 }
-LOADS = (("binary-1", 1, 16), ("binary-64", 64, 4))
+LOADS = (("binary-1", 1, 16), ("binary-64", 64, 16))
 
 
 def binary_payload(rows: int) -> Payload:

@@ -198,18 +198,25 @@ def execute(command: DriftCommand) -> int:
 def _current(command: DriftCommand, reference: Baseline | pa.Table) -> pa.Table:
     """The current data: a Parquet/Arrow table, or captured requests as feature columns."""
     if is_capture(command.current):
-        names = list(command.features or _numeric_features(reference))
+        kinds = _feature_kinds(reference)
+        names = list(command.features or kinds)
+        categorical = [n for n in names if kinds.get(n) == "categorical"]
         captured = read_capture(command.current, command.since, command.until)
-        return capture_features(captured, names, command.current)
+        return capture_features(captured, names, command.current, categorical)
     if command.since is not None or command.until is not None:
         raise ConfigError("--since and --until apply to captured data (a capture directory)")
     return read_table(command.current, command.features)
 
 
-def _numeric_features(reference: Baseline | pa.Table) -> list[str]:
+def _feature_kinds(reference: Baseline | pa.Table) -> dict[str, str]:
+    """The reference's features and their kinds (numeric or categorical), in its order."""
     if isinstance(reference, Baseline):
-        return [n for n, p in reference.profiles.items() if isinstance(p, NumericProfile)]
-    return [f.name for f in reference.schema if feature_kind(f.type) == "numeric"]
+        return {
+            name: "numeric" if isinstance(profile, NumericProfile) else "categorical"
+            for name, profile in reference.profiles.items()
+        }
+    found = {f.name: feature_kind(f.type) for f in reference.schema}
+    return {name: kind for name, kind in found.items() if kind is not None}
 
 
 def run_drift(args: argparse.Namespace) -> int:

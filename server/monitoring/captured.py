@@ -75,8 +75,13 @@ def _width(field: pa.Field) -> int | None:
     return None if pa.types.is_list(element) else 1
 
 
-def capture_features(table: pa.Table, features: Sequence[str], where: str) -> pa.Table:
-    """One column per baseline feature (float64, one row per batch row of the requests)."""
+def capture_features(
+    table: pa.Table, features: Sequence[str], where: str, categorical: Sequence[str] = ()
+) -> pa.Table:
+    """One column per baseline feature, one row per batch row of the requests: numeric
+    features as float64; a ``categorical`` feature, as the online monitor reads it, from the
+    input of one value per row named like it (BYTES as UTF-8 text), left out when there is
+    none (the report then says it is missing from the current data)."""
     metadata = table.schema.metadata or {}
     if metadata.get(BATCHING_KEY) == b"0":
         raise InvalidInput(f"{where}: the model does not batch; its inputs have no feature rows")
@@ -85,15 +90,50 @@ def capture_features(table: pa.Table, features: Sequence[str], where: str) -> pa
         for f in table.schema
         if f.metadata and f.metadata.get(ROLE_KEY) == b"input" and pa.types.is_list(f.type)
     }
-    sources = feature_sources(inputs, features, where)
+    chosen = set(categorical)
+    named = [n for n in features if n in chosen and inputs.get(n) == 1]
+    numeric = [n for n in features if n not in chosen]
+    widths = {
+        name: width
+        for name, width in inputs.items()
+        if name not in named and not _is_text(table.schema.field(name))
+    }
+    sources = feature_sources(widths, numeric, where) if numeric else ()
     columns: dict[str, pa.Array] = {}
     flattened: dict[str, np.ndarray] = {}
     for source in sources:
         if source.tensor not in flattened:
-            rows = pc.list_flatten(table.column(source.tensor))
-            if source.width > 1 or pa.types.is_fixed_size_list(rows.type):
-                rows = pc.list_flatten(rows)
-            values = rows.to_numpy(zero_copy_only=False).astype(np.float64)
-            flattened[source.tensor] = values.reshape(-1, source.width)
+            values = _rows(table.column(source.tensor)).to_numpy(zero_copy_only=False)
+            flattened[source.tensor] = values.astype(np.float64).reshape(-1, source.width)
         columns[source.feature] = pa.array(flattened[source.tensor][:, source.column])
-    return pa.table(columns)
+    for name in named:
+        columns[name] = _text(_rows(table.column(name)))
+    ordered = [n for n in features if n in columns]
+    return pa.table({name: columns[name] for name in ordered})
+
+
+def _rows(column: pa.ChunkedArray) -> pa.Array:
+    """A captured tensor column's values, one per batch row and column (lists flattened)."""
+    rows = pc.list_flatten(column)
+    if pa.types.is_fixed_size_list(rows.type) or pa.types.is_list(rows.type):
+        rows = pc.list_flatten(rows)
+    return rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
+
+
+def _is_text(field: pa.Field) -> bool:
+    element = field.type.value_type
+    while pa.types.is_list(element) or pa.types.is_fixed_size_list(element):
+        element = element.value_type
+    return bool(pa.types.is_binary(element) or pa.types.is_string(element))
+
+
+def _text(values: pa.Array) -> pa.Array:
+    """BYTES values as text, decoded as the online window decodes them (invalid UTF-8
+    replaced, not refused); other values as they are."""
+    if not pa.types.is_binary(values.type):
+        return values
+    try:
+        return values.cast(pa.string())
+    except pa.ArrowInvalid:
+        decoded = [None if v is None else v.decode("utf-8", "replace") for v in values.to_pylist()]
+        return pa.array(decoded, pa.string())

@@ -274,3 +274,65 @@ def test_a_categorical_input_fires_its_own_alert(tmp_path: Path) -> None:
     monitor.close()
     assert [(t, d["feature"]) for t, _, d in sink.events] == [(DETECTED, "colour")]
     assert sink.events[0][2]["statistic"] == "js"
+
+
+def test_sluice_drift_reads_captured_categories_as_the_monitor_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sluice drift BASELINE CAPTURE_DIR`` takes a categorical feature from the captured
+    BYTES input named like it (invalid UTF-8 decoded as the window decodes it) and finds the
+    figures the online window found on the same requests."""
+    import json
+
+    from server.cli import main
+
+    rng = np.random.default_rng(1)
+    table = pa.table(
+        {
+            "a": rng.standard_normal(5000),
+            "b": rng.standard_normal(5000),
+            "c": rng.standard_normal(5000),
+            "colour": rng.choice(["red", "blue"], size=5000, p=[0.8, 0.2]),
+        }
+    )
+    baseline = tmp_path / "baseline.npz"
+    save_baseline(build_baseline(table, BaselineOptions()), baseline)
+    cap = tmp_path / "cap"
+    config = ModelConfig(
+        capture=CaptureConfig(enabled=True, path=str(cap)),
+        drift=DriftConfig(
+            enabled=True,
+            baseline=str(baseline),
+            window_seconds=10,
+            evaluate_every_s=10,
+            min_rows=50,
+            small_sample_rows=10,
+        ),
+    )
+    inputs = {"x": SPEC, "colour": TensorSpec("colour", "BYTES", (-1, 1))}
+    monitor = Monitor(Metrics(CollectorRegistry()).monitoring, _Recorder())
+    monitor.attach(ObservedModel("m", "1", config, inputs, {}, True))
+    watched = monitor.get("m")
+    assert watched is not None
+    now = 1_000_000.0
+    for i in range(20):
+        x = rng.standard_normal((50, 3)).astype(np.float32)
+        colour = rng.choice([b"red", b"blue", b"green", b"\xff"], size=(50, 1)).astype(np.object_)
+        request = InferRequest(
+            "m", [Tensor("x", "FP32", x), Tensor("colour", "BYTES", colour)], id=f"r{i}"
+        )
+        monitor.observe(Observation("m", "1", request, [], None, 1000, int(now * 1e9)))
+    watched.wait_idle()
+    online = watched.evaluate_now(now + 1)
+    monitor.close()
+    assert online is not None
+    out = tmp_path / "offline.json"
+    code = main(["drift", str(baseline), str(cap / "model=m" / "version=1"), "--json", str(out)])
+    assert code == 0 and "colour" in capsys.readouterr().out
+    offline = json.loads(out.read_text())["features"]
+    assert offline.keys() == {"a", "b", "c", "colour"}
+    assert offline["colour"]["kind"] == "categorical" and offline["colour"]["current_rows"] == 1000
+    for name, feature in online.report.features.items():
+        for statistic, value in feature.statistics.items():
+            assert offline[name][statistic] == pytest.approx(value, rel=1e-9), (name, statistic)
+    assert online.report.features["colour"].drifted and offline["colour"]["drifted"]
