@@ -116,6 +116,13 @@ CREATE TABLE IF NOT EXISTS leases (
     holder TEXT NOT NULL,
     expires_at DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rollout_figures (
+    holder TEXT NOT NULL,
+    name TEXT NOT NULL,
+    figures TEXT NOT NULL,
+    reported_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (holder, name)
+);
 """
 
 

@@ -314,6 +314,32 @@ class Rollouts:
             )
             return True
 
+    def report(self, holder: str, name: str, figures: dict[str, Any]) -> None:
+        """Publish one serving process's figures for ``name``'s rollout: every process does,
+        and the lease holder judges from all of them. Reports older than an hour go."""
+        moment = time.time()
+        text = orjson.dumps(figures).decode()
+        with self.registry.db.write() as tx:
+            tx.execute(
+                "DELETE FROM rollout_figures WHERE (holder = ? AND name = ?) OR reported_at < ?",
+                (holder, name, moment - 3600),
+            )
+            tx.execute(
+                "INSERT INTO rollout_figures (holder, name, figures, reported_at) "
+                "VALUES (?, ?, ?, ?)",
+                (holder, name, text, moment),
+            )
+
+    def reported(self, name: str, within_s: float) -> dict[str, dict[str, Any]]:
+        """Each process's latest figures for ``name``, when reported in the last
+        ``within_s`` (a process that stopped reporting has stopped serving)."""
+        with self.registry.db.read() as tx:
+            rows = tx.all(
+                "SELECT holder, figures FROM rollout_figures WHERE name = ? AND reported_at >= ?",
+                (name, time.time() - within_s),
+            )
+        return {row["holder"]: orjson.loads(row["figures"]) for row in rows}
+
     def release(self, key: str, holder: str) -> None:
         with self.registry.db.write() as tx:
             tx.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (key, holder))

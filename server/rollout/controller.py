@@ -12,8 +12,11 @@ features fire for the candidate's inputs and not the baseline's, the split is no
 (a sticky header sent a different population), so the rollout holds instead of stepping up,
 and says why.
 
-The figures are this process's (with ``--workers N`` the lease holder judges from its own
-share of the traffic, a sample of the whole).
+Every serving process (each worker of ``--workers N``, each server on the registry) publishes
+its counters for the models being rolled out to the registry every ``REPORT_S``; the lease
+holder judges from the sum of what each process counted since the step began, so a version
+that fails only on another worker's connections is seen. A process silent for ``FRESH_S`` has
+stopped serving and no longer counts.
 """
 
 from __future__ import annotations
@@ -43,22 +46,66 @@ LEASE = "rollout-controller"
 # A p99 gap under this is scheduling noise: on the shared 2-core test host two identical
 # versions' p99 over a few hundred sub-millisecond requests differed by up to 2.1 ms.
 P99_NOISE_US = 5000.0
+REPORT_S = 0.2
+FRESH_S = 3.0
 T = TypeVar("T")
 # (model, version) -> the latest online drift evaluation as JSON, or None (monitoring off).
 DriftReports = Callable[[str, str], "dict[str, Any] | None"]
 
 
 @dataclass(slots=True)
+class _Figures:
+    """One process's counters for a rollout: the two versions' requests and the mirrored rows
+    compared (totals since the process started)."""
+
+    baseline: Counts = field(default_factory=Counts)
+    candidate: Counts = field(default_factory=Counts)
+    mirrored_rows: int = 0
+    disagreeing: int = 0
+
+    def minus(self, earlier: _Figures) -> _Figures:
+        return _Figures(
+            self.baseline.minus(earlier.baseline),
+            self.candidate.minus(earlier.candidate),
+            self.mirrored_rows - earlier.mirrored_rows,
+            self.disagreeing - earlier.disagreeing,
+        )
+
+    def plus(self, other: _Figures) -> _Figures:
+        return _Figures(
+            self.baseline.plus(other.baseline),
+            self.candidate.plus(other.candidate),
+            self.mirrored_rows + other.mirrored_rows,
+            self.disagreeing + other.disagreeing,
+        )
+
+    def below(self, other: _Figures) -> bool:
+        return (
+            self.baseline.below(other.baseline)
+            or self.candidate.below(other.candidate)
+            or self.mirrored_rows < other.mirrored_rows
+            or self.disagreeing < other.disagreeing
+        )
+
+    @classmethod
+    def of(cls, report: dict[str, Any], rollout: Rollout) -> _Figures:
+        versions = report.get("versions", {})
+        return cls(
+            Counts.from_json(versions.get(str(rollout.baseline), {})),
+            Counts.from_json(versions.get(str(rollout.candidate), {})),
+            int(report.get("mirrored_rows", 0)),
+            int(report.get("disagreeing", 0)),
+        )
+
+
+@dataclass(slots=True)
 class _Window:
-    """The start of the current step: what the counters read then, and mirror tallies since."""
+    """The current step: when it began, and each process's figures when first seen in it."""
 
     candidate: int
     weight: int
     started: float
-    baseline_counts: Counts
-    candidate_counts: Counts
-    mirrored_rows: int = 0
-    disagreeing: int = 0
+    start: dict[str, _Figures]
     warned: set[str] = field(default_factory=set)
 
 
@@ -84,6 +131,8 @@ class Controller:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._clock = clock
         self._windows: dict[str, _Window] = {}
+        self._mirrored: dict[str, tuple[int, int]] = {}  # model -> (rows, disagreeing) so far
+        self._reported = -math.inf
 
     async def run(self) -> None:
         """Tick until cancelled; a registry that cannot be reached is retried."""
@@ -101,39 +150,68 @@ class Controller:
         if not active:
             self._windows.clear()
             return 1.0
+        ours = await self._report(active)
         if not await self._call(lambda reg: Rollouts(reg).lease(LEASE, self.holder, self.lease_s)):
             self._windows.clear()  # another process judges; start afresh if we take over
             return 1.0
+        names = [r.name for r in active]
+        reports = await self._call(
+            lambda reg: {n: Rollouts(reg).reported(n, FRESH_S) for n in names}
+        )
         for rollout in active:
-            await self._judge(rollout)
+            found = reports.get(rollout.name, {})
+            found[self.holder] = ours[rollout.name]  # our own, fresher than the registry's
+            await self._judge(rollout, found)
         # Failures act at once: a bad version is looked at four times a second.
         shortest = min(r.policy.interval_s for r in active)
         return min(0.25, max(0.02, shortest / 10))
 
-    async def _judge(self, rollout: Rollout) -> None:
+    async def _report(self, active: list[Rollout]) -> dict[str, dict[str, Any]]:
+        """This process's figures for each rollout; published every ``REPORT_S``."""
+        found: dict[str, dict[str, Any]] = {}
+        for rollout in active:
+            name = rollout.name
+            tally = self.engine.mirror.take(name)
+            rows, disagreeing = self._mirrored.get(name, (0, 0))
+            rows, disagreeing = rows + tally.rows, disagreeing + tally.disagreeing
+            self._mirrored[name] = (rows, disagreeing)
+            counts = figures.read(self.engine.metrics.registry, name)
+            found[name] = {
+                "versions": {version: c.to_json() for (_, version), c in counts.items()},
+                "mirrored_rows": rows,
+                "disagreeing": disagreeing,
+            }
+        if time.monotonic() - self._reported >= REPORT_S:
+            self._reported = time.monotonic()
+            await self._call(lambda reg: _publish(Rollouts(reg), self.holder, found))
+        return found
+
+    async def _judge(self, rollout: Rollout, reports: dict[str, dict[str, Any]]) -> None:
         name = rollout.name
-        counts = figures.read(self.engine.metrics.registry, name)
-        baseline = counts.get((name, str(rollout.baseline)), Counts())
-        candidate = counts.get((name, str(rollout.candidate)), Counts())
+        current = {holder: _Figures.of(report, rollout) for holder, report in reports.items()}
         window = self._windows.get(name)
         if window is None or (window.candidate, window.weight) != (
             rollout.candidate,
             rollout.weight,
         ):
-            self.engine.mirror.take(name)
             self._windows[name] = _Window(
-                rollout.candidate, rollout.weight, self._clock(), baseline, candidate
+                rollout.candidate, rollout.weight, self._clock(), dict(current)
             )
             return
-        tally = self.engine.mirror.take(name)
-        window.mirrored_rows += tally.rows
-        window.disagreeing += tally.disagreeing
+        total = _Figures()
+        for holder, figures_now in current.items():
+            # A process first seen now counts from now; one whose counters went down
+            # restarted, and everything it counted since is in the window.
+            start = window.start.setdefault(holder, figures_now)
+            if figures_now.below(start):
+                start = window.start[holder] = _Figures()
+            total = total.plus(figures_now.minus(start))
         verdict = judge(
             rollout,
-            baseline.minus(window.baseline_counts),
-            candidate.minus(window.candidate_counts),
-            window.mirrored_rows,
-            window.disagreeing,
+            total.baseline,
+            total.candidate,
+            total.mirrored_rows,
+            total.disagreeing,
             self._clock() - window.started,
             drifting_only(self.drift, name, rollout.baseline, rollout.candidate),
         )
@@ -180,6 +258,11 @@ class Controller:
     async def _call(self, action: Callable[[Registry], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.catalog.call, action)
+
+
+def _publish(rollouts: Rollouts, holder: str, found: dict[str, dict[str, Any]]) -> None:
+    for name, report in found.items():
+        rollouts.report(holder, name, report)
 
 
 def drifting_only(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -27,6 +28,34 @@ class Counts:
             self.failure - earlier.failure,
             {le: n - earlier.buckets.get(le, 0.0) for le, n in self.buckets.items()},
         )
+
+    def plus(self, other: Counts) -> Counts:
+        edges = self.buckets.keys() | other.buckets.keys()
+        return Counts(
+            self.success + other.success,
+            self.failure + other.failure,
+            {le: self.buckets.get(le, 0.0) + other.buckets.get(le, 0.0) for le in edges},
+        )
+
+    def below(self, other: Counts) -> bool:
+        """Whether any counter is lower than ``other``'s (the process restarted since)."""
+        return (
+            self.success < other.success
+            or self.failure < other.failure
+            or any(n < other.buckets.get(le, 0.0) for le, n in self.buckets.items())
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "failure": self.failure,
+            "buckets": [[str(le), n] for le, n in sorted(self.buckets.items())],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Counts:
+        buckets = {float(le): float(n) for le, n in data.get("buckets", [])}
+        return cls(float(data.get("success", 0.0)), float(data.get("failure", 0.0)), buckets)
 
     @property
     def requests(self) -> int:

@@ -236,3 +236,43 @@ async def test_a_candidate_whose_inputs_alone_drift_holds(
         await engine.stop()
         catalog.close()
         setup.close()
+
+
+@pytest.mark.slow
+async def test_the_holder_judges_from_every_process(
+    setup: Registry, repo: Path, tmp_path: Path
+) -> None:
+    """A candidate that fails only on another worker's connections is still rolled back: each
+    process publishes its counts and the lease holder judges from their sum (its own traffic
+    here is clean, so alone it would step the candidate up)."""
+    setup.register("m", save(lookup_mlp((16, 32, 4), seed=1), tmp_path / "bad.onnx"))
+    setup.deploy("m", 2)
+    Rollouts(setup).start("m", 2, RolloutPolicy(canary=50, **FAST))
+    catalogs = [RegistryCatalog(repo, None, {}) for _ in range(2)]
+    engines = [Engine(c, Metrics(CollectorRegistry())) for c in catalogs]
+    for engine in engines:
+        await engine.start()
+    holder, other = (Controller(e, c) for e, c in zip(engines, catalogs, strict=True))
+    await holder.tick()  # the first to ask takes the lease
+    deadline = time.monotonic() + 60
+    sent = 0
+    while setup.history("m")[-1].action != "rollout_rollback":
+        assert time.monotonic() < deadline, [e.action for e in setup.history("m")[-5:]]
+        for _ in range(20):
+            sent += 1
+            clean = RNG.standard_normal((1, 16)).astype(np.float32)
+            poisoned = clean.copy()
+            poisoned[0, 0] = 50
+            await engines[0].infer(InferRequest("m", [Tensor("input", "FP32", clean)]))
+            with contextlib.suppress(SluiceError):
+                await engines[1].infer(InferRequest("m", [Tensor("input", "FP32", poisoned)]))
+        await other.tick()
+        await holder.tick()
+        await asyncio.sleep(0.05)
+    assert "error rate" in setup.history("m")[-1].reason
+    with catalogs[0].call(lambda reg: reg.db.read()) as tx:
+        assert tx.one("SELECT holder FROM leases") == {"holder": holder.holder}
+    for engine, catalog in zip(engines, catalogs, strict=True):
+        await engine.stop()
+        catalog.close()
+    setup.close()

@@ -204,3 +204,22 @@ def test_abort_rolls_back_and_the_lease_is_exclusive(two: Registry) -> None:
     assert rollouts.lease("other", "b", 60)
     assert rollouts.lease("short", "a", -1)
     assert rollouts.lease("short", "b", 60)  # a's lease expired
+
+
+def test_each_process_reports_its_figures_and_silent_ones_age_out(two: Registry) -> None:
+    import time
+
+    rollouts = Rollouts(two)
+    first = {"versions": {"1": {"success": 3.0}}, "mirrored_rows": 2, "disagreeing": 0}
+    rollouts.report("a", "m", first)
+    rollouts.report("b", "m", {"versions": {}, "mirrored_rows": 0, "disagreeing": 0})
+    rollouts.report("a", "m", {**first, "mirrored_rows": 5})  # replaces a's earlier report
+    found = rollouts.reported("m", 60)
+    assert found.keys() == {"a", "b"} and found["a"]["mirrored_rows"] == 5
+    assert found["a"]["versions"] == {"1": {"success": 3.0}}
+    assert rollouts.reported("other", 60) == {}
+    with two.db.write() as tx:  # b last spoke a minute ago
+        tx.execute(
+            "UPDATE rollout_figures SET reported_at = ? WHERE holder = 'b'", (time.time() - 60,)
+        )
+    assert rollouts.reported("m", 30).keys() == {"a"}
