@@ -115,3 +115,25 @@ def test_router_buckets_are_stable_and_proportional() -> None:
     assert abs(picks["2"] / 10_000 - 0.10) < 0.02
     assert Router({"1": 0, "2": 100}).pick("") == "2"
     assert np.isclose(Router({"1": 50, "2": 50}, mirror="2", mirror_percent=20).mirror_share, 0.2)
+
+
+async def test_copies_that_gather_run_as_one_model_call(two: Registry, engine: Engine) -> None:
+    """Copies queued within the mirror's gathering time run as one request on the mirror
+    version (one batch, not one each), and each copy is still compared with its own answer."""
+    Rollouts(two).start("m", 2, RolloutPolicy(canary=0, mirror=100))
+    await engine.sync()
+    for _ in range(12):  # one after another: the copies arrive over a few milliseconds
+        assert (await engine.infer(request())).version == "1"
+    tally = engine.mirror.take("m")
+    for _ in range(200):
+        if tally.rows >= 12:
+            break
+        await asyncio.sleep(0.01)
+        found = engine.mirror.take("m")
+        tally.rows += found.rows
+        tally.disagreeing += found.disagreeing
+    assert tally.rows == 12 and tally.disagreeing == 12
+    labels = {"model": "m", "version": "2"}
+    batches = engine.metrics.registry.get_sample_value("sluice_batch_size_count", labels)
+    rows = engine.metrics.registry.get_sample_value("sluice_batch_size_sum", labels)
+    assert rows == 12 and batches is not None and batches <= 3
