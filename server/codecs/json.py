@@ -192,6 +192,7 @@ def _numbers(name: str, datatype: str, data: Any) -> np.ndarray | None:
         info = np.iinfo(dtype.name)
         if flat.min() < info.min or flat.max() > info.max:
             raise InvalidInput(f"input '{name}': a value is out of range for {datatype}")
+    _check_float_range(name, datatype, flat)
     return flat.astype(dtype, copy=False)
 
 
@@ -245,7 +246,19 @@ def _checked_numbers(name: str, datatype: str, probe: np.ndarray) -> np.ndarray:
         info = np.iinfo(dtype.name)
         if probe.size and (probe.min() < info.min or probe.max() > info.max):
             raise InvalidInput(f"input '{name}': a value is out of range for {datatype}")
+    _check_float_range(name, datatype, probe)
     return probe.astype(dtype)
+
+
+def _check_float_range(name: str, datatype: str, values: np.ndarray) -> None:
+    """``InvalidInput`` for a finite number too large for a narrower float (numpy would make
+    it infinity)."""
+    dtype = DTYPES[datatype]
+    if dtype.kind != "f" or values.dtype.kind != "f" or dtype.itemsize >= values.dtype.itemsize:
+        return
+    finite = np.abs(values[np.isfinite(values)])
+    if finite.size and float(finite.max()) > float(np.finfo(dtype.name).max):
+        raise InvalidInput(f"input '{name}': a value is out of range for {datatype}")
 
 
 def _flatten(data: list[Any]) -> list[Any]:

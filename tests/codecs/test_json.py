@@ -52,6 +52,7 @@ def test_values_survive_exactly(datatype: str, data: list, want: np.ndarray) -> 
         ("INT8", [1, 300], "out of range"),
         ("UINT8", [-1, 2], "out of range"),
         ("INT32", [1.5, 2], "fractions given"),
+        ("FP32", [3.5e38, 1.0], "out of range for FP32"),  # numpy would make it infinity
         ("BOOL", [1, 0], "true or false"),
         ("FP32", ["a", "b"], "does not fit FP32"),
         ("FP32", [True, False], "booleans"),
