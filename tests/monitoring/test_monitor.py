@@ -230,10 +230,9 @@ def test_the_hash_key_comes_from_the_environment_and_stays_out_of_repr() -> None
     assert "sekrit" not in repr(settings)
 
 
-def test_a_categorical_input_fires_its_own_alert(tmp_path: Path) -> None:
-    """A BYTES input named like a categorical baseline feature is watched beside the numeric
-    ones: a shifted colour mix fires for ``colour`` only."""
-    rng = np.random.default_rng(0)
+def _colour_drift(tmp_path: Path, rng: np.random.Generator, **extra: Any) -> DriftConfig:
+    """Drift against a baseline of three standard normal features and ``colour`` (80 % red,
+    20 % blue), in one 10-second window of at least 50 rows."""
     table = pa.table(
         {
             "a": rng.standard_normal(5000),
@@ -244,15 +243,21 @@ def test_a_categorical_input_fires_its_own_alert(tmp_path: Path) -> None:
     )
     baseline = tmp_path / "baseline.npz"
     save_baseline(build_baseline(table, BaselineOptions()), baseline)
-    drift = DriftConfig(
+    return DriftConfig(
         enabled=True,
         baseline=str(baseline),
         window_seconds=10,
         evaluate_every_s=10,
         min_rows=50,
-        alert_after=1,
-        alert_window=1,
+        **extra,
     )
+
+
+def test_a_categorical_input_fires_its_own_alert(tmp_path: Path) -> None:
+    """A BYTES input named like a categorical baseline feature is watched beside the numeric
+    ones: a shifted colour mix fires for ``colour`` only."""
+    rng = np.random.default_rng(0)
+    drift = _colour_drift(tmp_path, rng, alert_after=1, alert_window=1)
     inputs = {"x": SPEC, "colour": TensorSpec("colour", "BYTES", (-1, 1))}
     model = ObservedModel("m", "1", ModelConfig(drift=drift), inputs, {}, True)
     sink = _Recorder()
@@ -287,28 +292,9 @@ def test_sluice_drift_reads_captured_categories_as_the_monitor_does(
     from server.cli import main
 
     rng = np.random.default_rng(1)
-    table = pa.table(
-        {
-            "a": rng.standard_normal(5000),
-            "b": rng.standard_normal(5000),
-            "c": rng.standard_normal(5000),
-            "colour": rng.choice(["red", "blue"], size=5000, p=[0.8, 0.2]),
-        }
-    )
-    baseline = tmp_path / "baseline.npz"
-    save_baseline(build_baseline(table, BaselineOptions()), baseline)
+    drift = _colour_drift(tmp_path, rng, small_sample_rows=10)
     cap = tmp_path / "cap"
-    config = ModelConfig(
-        capture=CaptureConfig(enabled=True, path=str(cap)),
-        drift=DriftConfig(
-            enabled=True,
-            baseline=str(baseline),
-            window_seconds=10,
-            evaluate_every_s=10,
-            min_rows=50,
-            small_sample_rows=10,
-        ),
-    )
+    config = ModelConfig(capture=CaptureConfig(enabled=True, path=str(cap)), drift=drift)
     inputs = {"x": SPEC, "colour": TensorSpec("colour", "BYTES", (-1, 1))}
     monitor = Monitor(Metrics(CollectorRegistry()).monitoring, _Recorder())
     monitor.attach(ObservedModel("m", "1", config, inputs, {}, True))
@@ -327,7 +313,8 @@ def test_sluice_drift_reads_captured_categories_as_the_monitor_does(
     monitor.close()
     assert online is not None
     out = tmp_path / "offline.json"
-    code = main(["drift", str(baseline), str(cap / "model=m" / "version=1"), "--json", str(out)])
+    captured = str(cap / "model=m" / "version=1")
+    code = main(["drift", drift.baseline, captured, "--json", str(out)])
     assert code == 0 and "colour" in capsys.readouterr().out
     offline = json.loads(out.read_text())["features"]
     assert offline.keys() == {"a", "b", "c", "colour"}
