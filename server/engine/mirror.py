@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,6 +52,24 @@ class _Copy:
     target: ModelVersion
     inputs: list[Tensor]
     served: Arrays
+
+
+@dataclass(slots=True)
+class _Group:
+    """Copies for one target that run as one request: their checked feeds and rows."""
+
+    target: ModelVersion
+    key: Hashable
+    copies: list[_Copy] = field(default_factory=list)
+    feeds: list[Arrays] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, copy: _Copy, feed: Arrays, rows: int) -> None:
+        self.copies.append(copy)
+        self.feeds.append(feed)
+        self.rows.append(rows)
+        self.total += rows
 
 
 class Mirror:
@@ -96,52 +114,57 @@ class Mirror:
                 copies.append(self._queue.get_nowait())
             await asyncio.gather(*(self._run(group) for group in self._groups(copies)))
 
-    def _groups(self, copies: list[_Copy]) -> list[list[_Copy]]:
-        """The admitted copies, joined where they can run as one request: same target, same
-        non-batch shapes, at most the target's ``max_batch_size`` rows together."""
-        groups: dict[tuple[int, Hashable], list[list[_Copy]]] = {}
-        sizes: dict[int, int] = {}
+    def _groups(self, copies: list[_Copy]) -> list[_Group]:
+        """The admitted copies, checked and joined where they can run as one request: same
+        target, same non-batch shapes, at most the target's ``max_batch_size`` rows."""
+        groups: dict[tuple[int, Hashable], list[_Group]] = {}
         for copy in self._admit(copies):
             target = copy.target
             try:
-                _, rows, key = target.validate(copy.inputs, ())
-            except SluiceError:
-                groups.setdefault((id(copy), None), []).append([copy])  # fails on its own
+                feed, rows, key = target.validate(copy.inputs, ())
+            except SluiceError as exc:
+                self._failed(target, exc)
                 continue
             batching = target.config.batching
-            chunks = groups.setdefault((id(target), key), [[]])
             limit = batching.max_batch_size if batching.enabled else 1
-            if chunks[-1] and sizes[id(chunks[-1])] + rows > limit:
-                chunks.append([])
-            chunks[-1].append(copy)
-            sizes[id(chunks[-1])] = sizes.get(id(chunks[-1]), 0) + rows
-        return [chunk for chunks in groups.values() for chunk in chunks if chunk]
+            chunks = groups.setdefault((id(target), key), [])
+            if not chunks or chunks[-1].total + rows > limit:
+                chunks.append(_Group(target, key))
+            chunks[-1].add(copy, feed, rows)
+        return [group for chunks in groups.values() for group in chunks]
 
-    async def _run(self, group: list[_Copy]) -> None:
-        if len(group) == 1:
-            await self._one(group[0])
-            return
-        # The copies run as one request (one model call), and each copy's rows are compared
-        # with what it was served.
-        target = group[0].target
+    async def _run(self, group: _Group) -> None:
+        """One model call for the group; each copy's rows are compared with its answer."""
+        target = group.target
+        feeds = group.feeds
+        joined = (
+            feeds[0]
+            if len(feeds) == 1
+            else {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
+        )
         try:
-            feeds = [target.validate(copy.inputs, ())[0] for copy in group]
-            rows = [next(iter(feed.values())).shape[0] for feed in feeds]
-            joined = {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
-            _, total, key = target.validate(
-                [Tensor(t.name, t.datatype, joined[t.name]) for t in group[0].inputs], ()
-            )
             assert target.batcher is not None
             lowest = target.config.batching.priority_levels
-            outputs = await target.batcher.submit(joined, total, key, 0, lowest, None)
-        except SluiceError:
-            for copy in group:
-                await self._one(copy)  # each on its own, so a failing copy counts alone
+            outputs = await target.batcher.submit(joined, group.total, group.key, 0, lowest, None)
+        except SluiceError as exc:
+            if len(feeds) == 1:
+                self._failed(target, exc)
+                return
+            for copy, feed, rows in zip(group.copies, feeds, group.rows, strict=True):
+                alone = _Group(target, group.key)  # so only the copy that fails counts
+                alone.add(copy, feed, rows)
+                await self._run(alone)
             return
-        ends = np.cumsum(rows)
-        for copy, end, count in zip(group, ends.tolist(), rows, strict=True):
-            mine = {name: value[end - count : end] for name, value in outputs.items()}
-            self._compare(target, copy.served, mine)
+        end = 0
+        for copy, rows in zip(group.copies, group.rows, strict=True):
+            end += rows
+            mine = {name: value[end - rows : end] for name, value in outputs.items()}
+            self._compare(target, copy.served, mine if len(feeds) > 1 else outputs)
+
+    def _failed(self, target: ModelVersion, exc: SluiceError) -> None:
+        self._tallies.setdefault(target.name, Tally()).failed += 1
+        self._count(target, "failed")
+        log.debug("mirror to %s:%s failed: %s", target.name, target.version, exc)
 
     def _admit(self, copies: list[_Copy]) -> list[_Copy]:
         """The copies to run now: none for a target with real requests waiting."""
@@ -153,20 +176,6 @@ class Mirror:
             else:
                 admitted.append(copy)
         return admitted
-
-    async def _one(self, copy: _Copy) -> None:
-        target = copy.target
-        try:
-            feed, rows, key = target.validate(copy.inputs, ())
-            assert target.batcher is not None
-            lowest = target.config.batching.priority_levels
-            outputs = await target.batcher.submit(feed, rows, key, 0, lowest, None)
-        except SluiceError as exc:
-            self._tallies.setdefault(target.name, Tally()).failed += 1
-            self._count(target, "failed")
-            log.debug("mirror to %s:%s failed: %s", target.name, target.version, exc)
-            return
-        self._compare(target, copy.served, outputs)
 
     def _compare(self, target: ModelVersion, served: Arrays, mirrored: Arrays) -> None:
         tally = self._tallies.setdefault(target.name, Tally())

@@ -137,3 +137,35 @@ async def test_copies_that_gather_run_as_one_model_call(two: Registry, engine: E
     batches = engine.metrics.registry.get_sample_value("sluice_batch_size_count", labels)
     rows = engine.metrics.registry.get_sample_value("sluice_batch_size_sum", labels)
     assert rows == 12 and batches is not None and batches <= 3
+
+
+async def test_a_copy_that_fails_is_counted_alone(
+    two: Registry, engine: Engine, tmp_path: Path
+) -> None:
+    """One failing copy among those joined into one call: the call is retried copy by copy,
+    so only that copy counts as failed and the others are still compared."""
+    from benchmarks.models import lookup_mlp, save
+
+    two.register("m", save(lookup_mlp((16, 32, 4), seed=1), tmp_path / "lookup.onnx"))
+    two.deploy("m", 3)
+    Rollouts(two).start("m", 3, RolloutPolicy(canary=0, mirror=100))
+    await engine.sync()
+    for i in range(6):  # the lookup model fails on a first feature of 50
+        x = X.copy()
+        x[0, 0] = 50 if i == 2 else 0.5
+        assert (await engine.infer(InferRequest("m", [Tensor("input", "FP32", x)]))).version == "1"
+    labels = {"model": "m", "version": "3"}
+    done = 0.0
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        counted = [
+            engine.metrics.registry.get_sample_value(
+                "sluice_mirror_requests_total", {**labels, "result": result}
+            )
+            or 0.0
+            for result in ("compared", "failed")
+        ]
+        done = sum(counted)
+        if done >= 6:
+            break
+    assert counted == [5.0, 1.0]
