@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 from server.errors import InvalidInput
 from server.monitoring.capture_schema import BATCHING_KEY, METADATA_KEY, ROLE_KEY
 from server.monitoring.features import feature_sources
+from server.monitoring.window import category_name
 
 
 def _dataset(path: str) -> ds.Dataset:
@@ -135,5 +136,5 @@ def _text(values: pa.Array) -> pa.Array:
     try:
         return values.cast(pa.string())
     except pa.ArrowInvalid:
-        decoded = [None if v is None else v.decode("utf-8", "replace") for v in values.to_pylist()]
+        decoded = [None if v is None else category_name(v) for v in values.to_pylist()]
         return pa.array(decoded, pa.string())
