@@ -32,6 +32,7 @@ from server.rollout.validation import Request, validate
 from tests.http.test_shutdown import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 2  # sluice serve's default on this 2-core machine, passed explicitly
 
 
 def _weight_is(port: int, version: str, weight: str) -> bool:
@@ -74,25 +75,38 @@ def mirror_rounds(
                 row = {"round": i, "mode": mode, "rps": run.rps, "p99_ms": run.p99_ms}
                 row["errors"] = run.errors
                 row.update({k: after[k] - before[k] for k in after})
+                row["requests"] = run.rps * duration
                 log(f"{row}")
                 results.append(row)
     return results
 
 
-def _mirrored(port: int) -> dict[str, float]:
-    """The mirror's counters (compared, dropped, failed) and version 1's batches now."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    conn.request("GET", "/metrics")
-    counts = dict.fromkeys(("compared", "dropped", "failed", "batches", "rows"), 0.0)
-    for line in conn.getresponse().read().decode().splitlines():
-        if line.startswith('sluice_batch_size_count{model="m",version="1"}'):
-            counts["batches"] = float(line.rsplit(" ", 1)[1])
-        elif line.startswith('sluice_batch_size_sum{model="m",version="1"}'):
-            counts["rows"] = float(line.rsplit(" ", 1)[1])
-        elif line.startswith("sluice_mirror_requests_total{"):
-            result = line.split('result="')[1].split('"')[0]
-            counts[result] += float(line.rsplit(" ", 1)[1])
-    return counts
+def _mirrored(port: int, workers: int = WORKERS) -> dict[str, float]:
+    """The mirror's counters (compared, dropped, failed) and version 1's batches and rows
+    now, summed over the server's worker processes (each has its own metrics: new
+    connections are opened until every worker has answered)."""
+    seen: dict[str, dict[str, float]] = {}
+    for _ in range(200):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        counts = dict.fromkeys(("compared", "dropped", "failed", "batches", "rows"), 0.0)
+        pid = ""
+        for line in text.splitlines():
+            if line.startswith("sluice_worker_pid "):
+                pid = line.split()[1]
+            elif line.startswith('sluice_batch_size_count{model="m",version="1"}'):
+                counts["batches"] = float(line.rsplit(" ", 1)[1])
+            elif line.startswith('sluice_batch_size_sum{model="m",version="1"}'):
+                counts["rows"] = float(line.rsplit(" ", 1)[1])
+            elif line.startswith("sluice_mirror_requests_total{"):
+                result = line.split('result="')[1].split('"')[0]
+                counts[result] += float(line.rsplit(" ", 1)[1])
+        seen[pid] = counts
+        if len(seen) >= workers:
+            break
+    return {key: sum(c[key] for c in seen.values()) for key in next(iter(seen.values()))}
 
 
 class Poisoned(ClosedLoop):
@@ -171,6 +185,7 @@ def main() -> None:
         port = free_port()
         command = [sys.executable, "-m", "server", "serve", str(repo), "--http-port", str(port)]
         command += ["--grpc-port", str(free_port()), "--log-level", "warning"]
+        command += ["--workers", str(WORKERS)]
         server = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
             _wait_ready(port)
@@ -189,6 +204,9 @@ def main() -> None:
     p99_ratio = statistics.median(
         r["mirror20"]["p99_ms"] / r["none"]["p99_ms"] for r in by_round.values()
     )
+    compared = statistics.median(
+        r["mirror20"]["compared"] / r["mirror20"]["requests"] for r in by_round.values()
+    )
     seconds = statistics.median(r["seconds_to_rollback"] for r in rollback)
     times = ", ".join(f"{r['seconds_to_rollback']:.2f}" for r in rollback)
     failed = ", ".join(str(r["failed_requests"]) for r in rollback)
@@ -196,23 +214,28 @@ def main() -> None:
         f"# Rollout benchmark {started:%Y-%m-%d %H:%M} UTC",
         "",
         f"{env['cpu_count']} cores, load average {env['loadavg_start']} at start, "
-        f"{env['loadavg_end']} at end; commit {env['commit']}. Model: reference MLP; one "
-        f"server process; wrk, {args.connections} connections, 1-row binary requests, "
-        f"{args.duration:g} s per run, modes interleaved over {args.rounds} rounds.",
+        f"{env['loadavg_end']} at end; commit {env['commit']}. Model: reference MLP; "
+        f"`sluice serve --workers {WORKERS}`; wrk, {args.connections} connections, 1-row "
+        f"binary requests, {args.duration:g} s per run, modes interleaved over {args.rounds} "
+        "rounds. Mirror counts are summed over the workers; 'compared' is the share of all "
+        "requests whose copy ran on the candidate and was compared (20% offered; the rest of "
+        "the offered copies were dropped because the server was saturated).",
         "",
-        "| round | mode | req/s | p99 ms | errors | mirrored | dropped | rows/batch (v1) |",
+        "| round | mode | req/s | p99 ms | errors | compared | dropped | rows/batch (v1) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in mirror:
+        share = row["compared"] / max(row["requests"], 1)
         lines.append(
             f"| {row['round']} | {row['mode']} | {row['rps']:.0f} | {row['p99_ms']:.2f} | "
-            f"{row['errors']} | {row['compared']:.0f} | {row['dropped']:.0f} | "
+            f"{row['errors']} | {row['compared']:.0f} ({share:.1%}) | {row['dropped']:.0f} | "
             f"{row['rows'] / max(row['batches'], 1):.2f} |"
         )
     lines += [
         "",
         f"20% mirrored against none: **throughput {rps_ratio:.2f}x** (goal >= 0.85), "
-        f"**p99 {p99_ratio:.2f}x** (goal <= 1.3), medians of the per-round ratios.",
+        f"**p99 {p99_ratio:.2f}x** (goal <= 1.3), medians of the per-round ratios; "
+        f"{compared:.1%} of the requests were compared on the candidate (median).",
         "",
         "Bad version (fails the 1 in 20 requests whose first feature is out of its range; "
         "canary 50%, limit +1% error rate, 20 requests minimum), 4 closed-loop clients: "

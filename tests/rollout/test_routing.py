@@ -92,7 +92,7 @@ async def test_mirror_compares_off_the_request_path(two: Registry, engine: Engin
     for _ in range(20):
         answer = await engine.infer(request())
         assert answer.version == "1"
-    for _ in range(100):
+    for _ in range(1000):
         await asyncio.sleep(0.01)
         if engine.metrics.registry.get_sample_value(
             "sluice_mirror_requests_total", {"model": "m", "version": "2", "result": "compared"}
@@ -125,7 +125,7 @@ async def test_copies_that_gather_run_as_one_model_call(two: Registry, engine: E
     for _ in range(12):  # one after another: the copies arrive over a few milliseconds
         assert (await engine.infer(request())).version == "1"
     tally = engine.mirror.take("m")
-    for _ in range(200):
+    for _ in range(1000):
         if tally.rows >= 12:
             break
         await asyncio.sleep(0.01)
@@ -133,10 +133,7 @@ async def test_copies_that_gather_run_as_one_model_call(two: Registry, engine: E
         tally.rows += found.rows
         tally.disagreeing += found.disagreeing
     assert tally.rows == 12 and tally.disagreeing == 12
-    labels = {"model": "m", "version": "2"}
-    batches = engine.metrics.registry.get_sample_value("sluice_batch_size_count", labels)
-    rows = engine.metrics.registry.get_sample_value("sluice_batch_size_sum", labels)
-    assert rows == 12 and batches is not None and batches <= 3
+    assert 1 <= engine.mirror.calls <= 3
 
 
 async def test_a_copy_that_fails_is_counted_alone(
@@ -156,7 +153,7 @@ async def test_a_copy_that_fails_is_counted_alone(
         assert (await engine.infer(InferRequest("m", [Tensor("input", "FP32", x)]))).version == "1"
     labels = {"model": "m", "version": "3"}
     done = 0.0
-    for _ in range(200):
+    for _ in range(1000):
         await asyncio.sleep(0.01)
         counted = [
             engine.metrics.registry.get_sample_value(
