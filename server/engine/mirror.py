@@ -116,6 +116,7 @@ class Mirror:
         self._tasks = []
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        self._queue, self._executor = None, None  # a later offer starts afresh
 
     async def _work(self) -> None:
         assert self._queue is not None

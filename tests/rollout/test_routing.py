@@ -166,3 +166,22 @@ async def test_a_copy_that_fails_is_counted_alone(
         if done >= 6:
             break
     assert counted == [5.0, 1.0]
+
+
+async def test_the_mirror_starts_again_after_a_stop(two: Registry, engine: Engine) -> None:
+    Rollouts(two).start("m", 2, RolloutPolicy(canary=0, mirror=100))
+    await engine.sync()
+    labels = {"model": "m", "version": "2", "result": "compared"}
+
+    async def compared_after_one_request(before: float) -> float:
+        assert (await engine.infer(request())).version == "1"
+        for _ in range(1000):
+            found = engine.metrics.registry.get_sample_value("sluice_mirror_requests_total", labels)
+            if found and found > before:
+                return found
+            await asyncio.sleep(0.01)
+        raise AssertionError("the copy was not compared")
+
+    first = await compared_after_one_request(0.0)
+    await engine.mirror.stop()
+    assert await compared_after_one_request(first) == first + 1
