@@ -10,7 +10,7 @@ on the mirror's own thread at the operating system's idle priority, so they use 
 that serving leaves; while one runs, copies queue and the next call takes them, and when the
 queue is full they are dropped and counted. Copied one by one through the target's batcher,
 20% mirroring cost 47% of the throughput of the reference MLP at saturation; joined, 17-20%;
-joined on the idle thread, ~10% (benchmarks/results/rollout-*). A copy never fails or delays
+joined on the idle thread, 6-12% (benchmarks/results/rollout-*). A copy never fails or delays
 the request it copies.
 """
 
