@@ -105,8 +105,8 @@ def _mirrored(port: int, workers: int = WORKERS) -> dict[str, float]:
                 counts[result] += float(line.rsplit(" ", 1)[1])
         seen[pid] = counts
         if len(seen) >= workers:
-            break
-    return {key: sum(c[key] for c in seen.values()) for key in next(iter(seen.values()))}
+            return {key: sum(c[key] for c in seen.values()) for key in counts}
+    raise RuntimeError(f"only {len(seen)} of {workers} workers answered /metrics")
 
 
 class Poisoned(ClosedLoop):
